@@ -1,0 +1,64 @@
+"""What every command shares: the settings, the workspace and the consoles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from perfml.config import Settings, load_settings
+from perfml.featurestore import FeatureStore
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+@dataclass
+class CliState:
+    """The global options, and the settings they lead to (read once, on first use)."""
+
+    config: Path | None = None
+    workspace: Path | None = None
+    debug: bool = False
+    _settings: Settings | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            settings = load_settings(self.config)
+            if self.workspace is not None:
+                settings = settings.model_copy(update={"workspace": self.workspace})
+            self._settings = settings
+        return self._settings
+
+    def store(self) -> FeatureStore:
+        fs = self.settings.featurestore
+        return FeatureStore(self.settings.store_path, fs.memory_limit, fs.threads)
+
+
+def state(ctx: typer.Context) -> CliState:
+    found = ctx.find_root().obj
+    return found if isinstance(found, CliState) else CliState()
+
+
+def progress() -> Progress:
+    """A progress bar on stderr (plain lines when stderr is not a terminal)."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )

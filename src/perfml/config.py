@@ -1,0 +1,209 @@
+"""``perfml.yaml``: every setting, its default, and validation that names what is wrong.
+
+Every setting has a default, so perfml runs with no file at all. A file may set any subset;
+an unknown key or a bad value is an error naming the key, the value and the file:
+
+>>> import tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "perfml.yaml"
+>>> _ = path.write_text("featurestore:\\n  memory_limt: 4GB\\n")
+>>> load_settings(path)
+Traceback (most recent call last):
+...
+perfml.config.ConfigError: ...perfml.yaml: unknown key featurestore.memory_limt (value '4GB')
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from perfml.errors import PerfmlError
+from perfml.timeparse import parse_duration
+
+CONFIG_NAME = "perfml.yaml"
+CONFIG_ENV = "PERFML_CONFIG"
+
+
+class ConfigError(PerfmlError):
+    """``perfml.yaml`` cannot be used as written."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{path}: {problem}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+class FeatureStoreSettings(_Strict):
+    """Where points live and how much the query engine may use."""
+
+    path: Path | None = Field(None, description="store folder; default: <workspace>/store")
+    memory_limit: str = Field("2GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+    threads: int | None = Field(None, ge=1, description="DuckDB threads; default: all cores")
+
+
+class PrometheusSettings(_Strict):
+    """How ``perfml ingest prometheus`` reaches a Prometheus server."""
+
+    url: str | None = Field(None, pattern=r"^https?://")
+    entity_label: str = "instance"
+    step: str = "5m"
+    max_points_per_series: int = Field(10_000, ge=1, le=11_000)
+    attempts: int = Field(5, ge=1, le=50)
+    timeout: str = "30s"
+    token_env: str = "PERFML_PROMETHEUS_TOKEN"
+    username: str | None = None
+    password_env: str = "PERFML_PROMETHEUS_PASSWORD"
+
+    _check_step = field_validator("step", "timeout")(_duration)
+
+
+class SourcesSettings(_Strict):
+    prometheus: PrometheusSettings = PrometheusSettings()
+
+
+class DemoSettings(_Strict):
+    """The fleet ``make demo`` generates."""
+
+    hosts: int = Field(12, ge=1, le=100_000)
+    months: int = Field(3, ge=1, le=120)
+    seed: int = 7
+
+
+class Settings(_Strict):
+    """The whole of ``perfml.yaml``."""
+
+    workspace: Path = Path(".perfml")
+    featurestore: FeatureStoreSettings = FeatureStoreSettings()
+    sources: SourcesSettings = SourcesSettings()
+    demo: DemoSettings = DemoSettings()
+
+    @property
+    def store_path(self) -> Path:
+        return self.featurestore.path or self.workspace / "store"
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.workspace / "metadata.db"
+
+    @property
+    def artifacts_path(self) -> Path:
+        return self.workspace / "artifacts"
+
+
+def find_config(explicit: Path | None = None) -> Path | None:
+    """The file to read: the one named, else ``$PERFML_CONFIG``, else ``./perfml.yaml`` if any."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(CONFIG_ENV)
+    if from_env:
+        return Path(from_env)
+    local = Path(CONFIG_NAME)
+    return local if local.is_file() else None
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Settings from ``path`` (see :func:`find_config`), or every default when there is none.
+
+    A relative ``workspace`` or store path is resolved against the file's folder.
+    """
+    found = find_config(path)
+    if found is None:
+        return Settings()
+    try:
+        text = found.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(found, f"cannot be read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(found, f"is not valid YAML ({_yaml_problem(exc)})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(found, f"must be a mapping of settings, not {type(data).__name__}")
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(found, _validation_problem(exc)) from None
+    base = found.parent
+    updates: dict[str, Any] = {}
+    if not settings.workspace.is_absolute():
+        updates["workspace"] = base / settings.workspace
+    store = settings.featurestore.path
+    if store is not None and not store.is_absolute():
+        updates["featurestore"] = settings.featurestore.model_copy(update={"path": base / store})
+    return settings.model_copy(update=updates)
+
+
+def _validation_problem(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        value = error.get("input")
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unknown key {key} (value {value!r})")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{key} = {value!r}: {message}")
+    return "; ".join(problems)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"line {mark.line + 1}: {problem}" if mark is not None else problem
+
+
+DEFAULT_CONFIG = """\
+# perfml.yaml — every setting is optional; these are the defaults.
+
+# Folder for the feature store, the metadata database and model artifacts, relative to this
+# file.
+workspace: .perfml
+
+featurestore:
+  # Folder of the Parquet partitions; default: <workspace>/store.
+  path: null
+  # Memory the query engine (DuckDB) may use before it spills to disk.
+  memory_limit: 2GB
+  # Query threads; default: every core.
+  threads: null
+
+sources:
+  prometheus:
+    # Base URL of the Prometheus server to pull from (or pass --url).
+    url: null
+    # The label that names the entity (host, VM, service) of a series.
+    entity_label: instance
+    # Resolution of query_range pulls.
+    step: 5m
+    # Prometheus refuses more than 11,000 points per series in one query.
+    max_points_per_series: 10000
+    # Attempts for transient failures (connection errors, 429, 502, 503, 504).
+    attempts: 5
+    # Time limit of one HTTP request.
+    timeout: 30s
+    # Environment variables holding credentials: never write secrets in this file.
+    token_env: PERFML_PROMETHEUS_TOKEN
+    username: null
+    password_env: PERFML_PROMETHEUS_PASSWORD
+
+# The fleet `perfml demo` generates and ingests.
+demo:
+  hosts: 12
+  months: 3
+  seed: 7
+"""
+"""What ``perfml init`` writes: the defaults, commented."""

@@ -1,0 +1,1 @@
+"""Where series come from: readers of public corpora and generators of realistic fleets."""
