@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from perfml.errors import PerfmlError
+from perfml.errors import PerfmlError, UsageError
 from perfml.timeparse import parse_duration
 
 CONFIG_NAME = "perfml.yaml"
@@ -41,7 +41,10 @@ class _Strict(BaseModel):
 
 
 def _duration(value: str) -> str:
-    parse_duration(value)
+    try:
+        parse_duration(value)
+    except UsageError:
+        raise ValueError("not a duration: write it as Prometheus does, e.g. 30s, 5m, 1h") from None
     return value
 
 

@@ -4,6 +4,10 @@
 datetime.timedelta(seconds=300)
 >>> parse_duration("1h30m")
 datetime.timedelta(seconds=5400)
+>>> parse_duration("30m1h")
+Traceback (most recent call last):
+...
+perfml.timeparse.BadDurationError: invalid duration '30m1h': expected <integer><unit> pairs ...
 >>> parse_instant("2024-01-31").isoformat()
 '2024-01-31T00:00:00+00:00'
 """
@@ -16,25 +20,25 @@ from datetime import UTC, datetime, timedelta
 from perfml.errors import UsageError
 
 _UNITS = {
-    "ms": timedelta(milliseconds=1),
-    "s": timedelta(seconds=1),
-    "m": timedelta(minutes=1),
-    "h": timedelta(hours=1),
-    "d": timedelta(days=1),
-    "w": timedelta(weeks=1),
     "y": timedelta(days=365),
+    "w": timedelta(weeks=1),
+    "d": timedelta(days=1),
+    "h": timedelta(hours=1),
+    "m": timedelta(minutes=1),
+    "s": timedelta(seconds=1),
+    "ms": timedelta(milliseconds=1),
 }
-_DURATION = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w|y))+$")
-_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+# Prometheus's grammar: <integer><unit> pairs, each unit at most once, largest first.
+_DURATION = re.compile("".join(rf"(?:(\d+){unit})?" for unit in _UNITS))
 
 
-class BadDurationError(UsageError):
+class BadDurationError(UsageError, ValueError):
     """A duration is not in Prometheus's syntax (``30s``, ``5m``, ``1h30m``, ``2d``)."""
 
     def __init__(self, what: str, text: str) -> None:
         super().__init__(
-            f"{what} {text!r} is not a duration: write it as Prometheus does, "
-            "e.g. 30s, 5m, 1h30m, 2d"
+            f"invalid {what} {text!r}: expected <integer><unit> pairs from the largest unit "
+            "down, units y, w, d, h, m, s, ms (e.g. 30s, 5m, 1h30m, 2d)"
         )
 
 
@@ -48,18 +52,28 @@ class BadInstantError(UsageError):
         )
 
 
-def parse_duration(text: str | timedelta, what: str = "duration") -> timedelta:
-    """A positive duration from Prometheus's duration syntax."""
+def parse_duration(
+    text: str | timedelta, what: str = "duration", allow_zero: bool = False
+) -> timedelta:
+    """A duration in Prometheus's syntax; positive unless ``allow_zero`` (then ``0`` too)."""
     if isinstance(text, timedelta):
-        if text <= timedelta(0):
-            raise BadDurationError(what, str(text))
-        return text
-    cleaned = text.strip()
-    if not _DURATION.match(cleaned):
-        raise BadDurationError(what, text)
-    total = sum((int(n) * _UNITS[unit] for n, unit in _PART.findall(cleaned)), timedelta())
-    if total <= timedelta(0):
-        raise BadDurationError(what, text)
+        total = text
+    elif allow_zero and text == "0":
+        total = timedelta(0)
+    else:
+        match = _DURATION.fullmatch(text)
+        if not text or match is None:
+            raise BadDurationError(what, text)
+        total = sum(
+            (
+                _UNITS[unit] * int(count)
+                for unit, count in zip(_UNITS, match.groups(), strict=True)
+                if count is not None
+            ),
+            timedelta(),
+        )
+    if total < timedelta(0) or (total == timedelta(0) and not allow_zero):
+        raise BadDurationError(what, str(text))
     return total
 
 

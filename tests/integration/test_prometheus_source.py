@@ -12,6 +12,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import pyarrow.compute as pc
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from tests.integration.services import (
@@ -102,7 +103,7 @@ def test_values_and_labels_are_what_the_hosts_exposed(
     assert set(table["entity"].to_pylist()) == set(host_of)
     assert set(table["metric"].to_pylist()) == {"perfml_test_load"}
     for instance, host in host_of.items():
-        rows = table.filter(table["entity"] == instance).to_pylist()
+        rows = table.filter(pc.equal(table["entity"], instance)).to_pylist()
         values = [row["value"] for row in rows]
         switch = values.index(SECOND[host])
         assert values == [FIRST[host]] * switch + [SECOND[host]] * (len(values) - switch)
@@ -121,7 +122,7 @@ def test_entity_from_a_target_label(fleet: Fleet, client: PrometheusClient) -> N
     table = pull.read_all()
 
     assert set(table["entity"].to_pylist()) == set(HOSTS)
-    last = table.filter(table["ts"] == table["ts"][table.num_rows - 1])
+    last = table.filter(pc.equal(table["ts"], pc.max(table["ts"])))
     assert dict(zip(last["entity"].to_pylist(), last["value"].to_pylist(), strict=True)) == SECOND
 
 

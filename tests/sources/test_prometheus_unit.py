@@ -29,7 +29,6 @@ from perfml.sources.errors import MetricNameError
 from perfml.sources.prometheus import (
     PrometheusClient,
     RetryPolicy,
-    parse_duration,
     parse_time,
     plan_windows,
 )
@@ -43,6 +42,7 @@ from perfml.sources.prometheus_errors import (
     PrometheusUnavailableError,
     SeriesCollisionError,
 )
+from perfml.timeparse import BadDurationError, parse_duration
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 T0_MS = int(T0.timestamp()) * 1000
@@ -678,12 +678,12 @@ def test_two_series_for_one_entity_are_refused(
     ],
 )
 def test_parse_duration_reads_prometheus_durations(text: str, expected: timedelta) -> None:
-    assert parse_duration(text) == expected
+    assert parse_duration(text, allow_zero=True) == expected
 
 
 @pytest.mark.parametrize("text", ["", "15", "1.5s", "s", "30m1h", "1h1h", "5 m", "-5s", "15S"])
 def test_parse_duration_refuses_other_text_naming_it(text: str) -> None:
-    with pytest.raises(PrometheusArgumentError, match=f"invalid duration {text!r}: expected"):
+    with pytest.raises(BadDurationError, match=f"invalid duration {text!r}: expected"):
         parse_duration(text)
 
 

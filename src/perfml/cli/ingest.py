@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
 from perfml.cli.render import print_report
 from perfml.cli.state import progress, state
-from perfml.ingest import ingest_corpus, ingest_files
+from perfml.ingest import PrometheusPull, ingest_corpus, ingest_files, ingest_prometheus
 from perfml.sources import nab
+from perfml.timeparse import parse_duration, parse_instant
 
 app = typer.Typer(help="Ingest points into the feature store.", no_args_is_help=True)
 
@@ -42,4 +44,52 @@ def ingest_nab(
     with progress() as bar:
         task = bar.add_task("ingesting series", total=total)
         report = ingest_corpus(store, corpus, metric, lambda: bar.advance(task))
+    print_report(report)
+
+
+@app.command("prometheus")
+def ingest_prometheus_command(
+    ctx: typer.Context,
+    query: str = typer.Option(..., "--query", "-q", help="PromQL expression"),
+    start: str = typer.Option(..., "--start", help="first instant (RFC 3339 or Unix seconds)"),
+    end: str = typer.Option(..., "--end", help="last instant"),
+    url: str | None = typer.Option(None, "--url", help="Prometheus base URL (or in perfml.yaml)"),
+    step: str | None = typer.Option(None, "--step", help="resolution, e.g. 15s, 5m"),
+    metric: str | None = typer.Option(
+        None, "--metric", help="metric name (required when the query drops __name__)"
+    ),
+    entity_label: str | None = typer.Option(
+        None, "--entity-label", help="label naming the entity (default: instance)"
+    ),
+    user: str | None = typer.Option(
+        None, "--user", help="basic-auth user; the password comes from PERFML_PROMETHEUS_PASSWORD"
+    ),
+    drop_nonfinite: bool = typer.Option(False, "--drop-nonfinite", help=DROP_HELP),
+) -> None:
+    """Pull a range query from the Prometheus HTTP API, in chunks, with retries."""
+    settings = state(ctx).settings.sources.prometheus
+    base = url or settings.url
+    if base is None:
+        raise typer.BadParameter("give --url or sources.prometheus.url", param_hint="--url")
+    username = user or settings.username
+    password = os.environ.get(settings.password_env, "")
+    pull = PrometheusPull(
+        url=base,
+        query=query,
+        start=parse_instant(start, "--start"),
+        end=parse_instant(end, "--end"),
+        step=parse_duration(step or settings.step, "--step"),
+        metric=metric,
+        entity_label=entity_label or settings.entity_label,
+        bearer_token=os.environ.get(settings.token_env) or None,
+        basic_auth=(username, password) if username else None,
+        timeout=parse_duration(settings.timeout, "timeout"),
+        attempts=settings.attempts,
+        max_points_per_series=settings.max_points_per_series,
+    )
+    with progress() as bar:
+        task = bar.add_task("pulling windows", total=None)
+        report = ingest_prometheus(
+            state(ctx).store(), pull, drop_nonfinite, lambda: bar.advance(task)
+        )
     print_report(report)

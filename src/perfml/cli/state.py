@@ -61,4 +61,5 @@ def progress() -> Progress:
         TimeRemainingColumn(),
         console=err,
         transient=False,
+        disable=not err.is_terminal,
     )

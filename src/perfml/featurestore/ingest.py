@@ -21,7 +21,6 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from perfml.featurestore import manifest as mf
@@ -167,7 +166,8 @@ def _month_ids(ts: np.ndarray) -> np.ndarray:
     )
     ids = np.arange(first, last + 2, dtype=np.int64)
     bounds = ids.astype("datetime64[M]").astype("datetime64[ms]").astype(np.int64)
-    return first + np.searchsorted(bounds, ts, side="right") - 1
+    ids_of_ts: np.ndarray = first + np.searchsorted(bounds, ts, side="right") - 1
+    return ids_of_ts
 
 
 def _month_name(month_id: int) -> str:
@@ -218,7 +218,9 @@ class Ingest:
             lo, hi = int(run_bounds[i]), int(run_bounds[i + 1])
             runs = None
             if i not in disordered and (hi - lo) * 8 <= end - start + 8:
-                runs = [(entity_names[run_names[r]], first_ts[r], last_ts[r]) for r in range(lo, hi)]
+                runs = [
+                    (entity_names[run_names[r]], first_ts[r], last_ts[r]) for r in range(lo, hi)
+                ]
             month_id = int(partition[start] & ((1 << 24) - 1)) - (1 << 23)
             name = metric_names[int(partition[start] >> 24)]
             self._partition(name, _month_name(month_id)).add(body.slice(start, end - start), runs)
@@ -338,7 +340,11 @@ def write_points(
             ingest.abort()
             mf.remove_unlisted(root, current)
             raise
-        if nxt.files != current.files or nxt.series != current.series or ingest.report.windows_added:
+        if (
+            nxt.files != current.files
+            or nxt.series != current.series
+            or ingest.report.windows_added
+        ):
             mf.commit(root, nxt)
         for path in replaced:
             (root / path).unlink(missing_ok=True)

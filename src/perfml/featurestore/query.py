@@ -44,7 +44,6 @@ WINDOW_STATS = {
 """Rolling statistics over a trailing window; ``{w}`` is the window's name."""
 
 
-
 @dataclass(frozen=True)
 class Selection:
     """Which points a read asks for. ``end`` is exclusive; ``as_of`` includes its instant.
@@ -104,7 +103,8 @@ class Selection:
 
     def where(self) -> tuple[str, list[Any]]:
         """A SQL condition over ``metric, entity, ts`` and its parameters."""
-        clauses, params = ["TRUE"], []
+        clauses: list[str] = ["TRUE"]
+        params: list[Any] = []
         if self.metrics is not None:
             clauses.append("list_contains(?::VARCHAR[], metric)")
             params.append(list(self.metrics))
@@ -152,7 +152,7 @@ def step_ms(step: str | timedelta) -> int:
 
 
 def resample_sql(
-    src: str, selection: Selection, step: str | timedelta, agg: str
+    src: str, selection: Selection, step: str | timedelta, agg: str, order: bool = True
 ) -> tuple[str, list[Any]]:
     """Points aggregated per step; a bucket is labelled by its start."""
     if agg not in AGGREGATIONS:
@@ -161,17 +161,18 @@ def resample_sql(
     where, params = selection.where()
     sql = (
         f"SELECT metric, entity, make_timestamp(t * 1000)::TIMESTAMPTZ AS ts, value FROM ("
-        f"SELECT metric, entity, epoch_ms(ts) // {size} * {size} AS t, {AGGREGATIONS[agg]} AS value "
-        f"FROM {src} WHERE {where} GROUP BY ALL) ORDER BY metric, entity, ts"
+        f"SELECT metric, entity, epoch_ms(ts) // {size} * {size} AS t, "
+        f"{AGGREGATIONS[agg]} AS value "
+        f"FROM {src} WHERE {where} GROUP BY ALL)"
     )
-    return sql, params
+    return sql + (" ORDER BY metric, entity, ts" if order else ""), params
 
 
 def align_sql(
     src: str, selection: Selection, metrics: Sequence[str], step: str | timedelta, agg: str
 ) -> tuple[str, list[Any]]:
     """One row per entity and step, one column per metric (null where a metric has no point)."""
-    inner, params = resample_sql(src, selection, step, agg)
+    inner, params = resample_sql(src, selection, step, agg, order=False)
     columns = ", ".join(
         f"any_value(value) FILTER (WHERE metric = {_quote(m)}) AS {_ident(m)}" for m in metrics
     )
@@ -197,7 +198,7 @@ def window_features_sql(
         if stat not in WINDOW_STATS:
             raise BadQueryError("window statistic", stat, "one of " + ", ".join(WINDOW_STATS))
     size = step_ms(step)
-    inner, params = resample_sql(src, selection, step, agg)
+    inner, params = resample_sql(src, selection, step, agg, order=False)
     named, selected = [], []
     for window in windows:
         width = parse_duration(window, "window")
@@ -210,9 +211,7 @@ def window_features_sql(
             f"{name} AS (PARTITION BY metric, entity ORDER BY t "
             f"RANGE BETWEEN {width_ms - size} PRECEDING AND CURRENT ROW)"
         )
-        selected += [
-            f"{WINDOW_STATS[s].format(w=name)} AS {_ident(f'{s}_{label}')}" for s in stats
-        ]
+        selected += [f"{WINDOW_STATS[s].format(w=name)} AS {_ident(f'{s}_{label}')}" for s in stats]
     day, week = 86_400_000, 7 * 86_400_000
     sql = (
         f"SELECT metric, entity, ts, value, {', '.join(selected)}, "

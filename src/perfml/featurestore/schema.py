@@ -23,6 +23,20 @@ LONG_SCHEMA = pa.schema(
 )
 """Long format: one row per point. What sources produce and ``FeatureStore.write`` takes."""
 
+READ_SCHEMA = pa.schema(
+    [
+        pa.field("metric", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+        pa.field("entity", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+        pa.field("ts", TIMESTAMP_TYPE, nullable=False),
+        pa.field("value", pa.float64(), nullable=False),
+    ]
+)
+"""What reads return: the long format with ``metric`` and ``entity`` dictionary-encoded.
+
+A fleet's millions of points name a few thousand series; dictionaries keep those names once
+(pandas sees them as categoricals). ``write`` takes either spelling.
+"""
+
 METRIC_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 """Metric names are Prometheus names without the colon (reserved there for recording rules)."""
 

@@ -22,20 +22,21 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from perfml.featurestore import manifest as mf
-from perfml.featurestore import query
+from perfml.featurestore import query, scan
 from perfml.featurestore.ingest import IngestReport, write_points
 from perfml.featurestore.manifest import LabelWindow, Manifest
 from perfml.featurestore.query import Selection
-from perfml.featurestore.schema import LONG_SCHEMA, SeriesKey
+from perfml.featurestore.schema import LONG_SCHEMA, READ_SCHEMA, SeriesKey
 
-Points = pa.Table | pa.RecordBatch | pd.DataFrame
+Points: TypeAlias = pa.Table | pa.RecordBatch | pd.DataFrame
 _READ_ATTEMPTS = 3
 
 
@@ -120,9 +121,18 @@ class FeatureStore:
         end: datetime | str | None = None,
         as_of: datetime | str | None = None,
     ) -> pa.Table:
-        """Points in the long format, sorted by metric, entity and ts."""
+        """Points in READ_SCHEMA (the long format, names dictionary-encoded), sorted by
+        metric, entity and ts."""
         selection = Selection.of(metrics, entities, start, end, as_of)
-        return self._table(lambda src: query.points_sql(src, selection), selection, LONG_SCHEMA)
+        for attempt in range(_READ_ATTEMPTS):
+            try:
+                return scan.read_sorted(self.root, selection.files(self.manifest), selection)
+            except FileNotFoundError:
+                # A writer replaced a file between our manifest read and the scan: read the
+                # new manifest and try again.
+                if attempt == _READ_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def stream(
         self,
@@ -144,7 +154,7 @@ class FeatureStore:
         sql, params = query.points_sql(query.source(str(self.root), files), selection)
         reader = self._connection().sql(sql, params=params).to_arrow_reader(batch_rows)
         for batch in reader:
-            yield _cast_batch(batch, LONG_SCHEMA)
+            yield _cast_batch(batch, READ_SCHEMA)
 
     def resample(
         self,
@@ -159,7 +169,7 @@ class FeatureStore:
         """Points aggregated onto a ``step`` grid (``agg``: see ``query.AGGREGATIONS``)."""
         selection = Selection.of(metrics, entities, start, end, as_of)
         return self._table(
-            lambda src: query.resample_sql(src, selection, step, agg), selection, LONG_SCHEMA
+            lambda src: query.resample_sql(src, selection, step, agg), selection, READ_SCHEMA
         )
 
     def align(
@@ -175,7 +185,7 @@ class FeatureStore:
         """One wide frame: ``entity, ts`` and a column per metric, on a ``step`` grid."""
         selection = Selection.of(metrics, entities, start, end, as_of)
         schema = pa.schema(
-            [LONG_SCHEMA.field("entity"), LONG_SCHEMA.field("ts")]
+            [READ_SCHEMA.field("entity"), READ_SCHEMA.field("ts")]
             + [pa.field(m, pa.float64()) for m in metrics]
         )
         return self._table(
@@ -281,15 +291,22 @@ def _named_batches(
 
 
 def _cast_table(table: pa.Table, schema: pa.Schema | None) -> pa.Table:
-    if schema is None:
-        return table.cast(_ms_schema(table.schema))
-    return table.cast(schema)
+    schema = _ms_schema(table.schema) if schema is None else schema
+    return pa.table(
+        [_cast_column(table.column(i), f.type) for i, f in enumerate(schema)], schema=schema
+    )
 
 
 def _cast_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(
-        [batch.column(i).cast(f.type) for i, f in enumerate(schema)], schema=schema
+        [_cast_column(batch.column(i), f.type) for i, f in enumerate(schema)], schema=schema
     )
+
+
+def _cast_column(column: Any, target: pa.DataType) -> Any:
+    if pa.types.is_dictionary(target) and not pa.types.is_dictionary(column.type):
+        return pc.dictionary_encode(column.cast(target.value_type))
+    return column.cast(target)
 
 
 def _ms_schema(schema: pa.Schema) -> pa.Schema:

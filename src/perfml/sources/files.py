@@ -30,7 +30,9 @@ _BLOCK_BYTES = 16 << 20
 class FileFormatError(SourceError):
     """A long-format file cannot be read as points; names the file, the line and the value."""
 
-    def __init__(self, path: Path, problem: str, line: int | None = None, unit: str = "line") -> None:
+    def __init__(
+        self, path: Path, problem: str, line: int | None = None, unit: str = "line"
+    ) -> None:
         self.path = path
         self.line = line
         where = f"{path} {unit} {line}" if line is not None else str(path)
@@ -108,7 +110,7 @@ def _read_csv(path: Path, drop_nonfinite: bool) -> Iterator[tuple[pa.Table, str]
         table = pa.Table.from_batches([batch]).rename_columns([mapping[n] for n in names])
         try:
             points = _convert(table, drop_nonfinite)
-        except _BadValue as bad:
+        except _BadValueError as bad:
             line = _line_of_row(path, rows_before + bad.row)
             raise FileFormatError(path, bad.problem, line) from None
         rows_before += batch.num_rows
@@ -134,29 +136,29 @@ def _read_parquet(path: Path, drop_nonfinite: bool) -> Iterator[tuple[pa.Table, 
         table = pa.Table.from_batches([batch]).rename_columns([mapping[n] for n in names])
         try:
             points = _convert(table, drop_nonfinite)
-        except _BadValue as bad:
+        except _BadValueError as bad:
             raise FileFormatError(path, bad.problem, rows_before + bad.row + 1, "row") from None
         rows_before += batch.num_rows
         yield points, str(path)
 
 
-class _BadValue(Exception):
+class _BadValueError(Exception):
     def __init__(self, row: int, problem: str) -> None:
         self.row = row
         self.problem = problem
 
 
 def _convert(table: pa.Table, drop_nonfinite: bool) -> pa.Table:
-    """LONG_SCHEMA columns from text or typed columns; raises _BadValue at the first bad row."""
+    """LONG_SCHEMA columns from text or typed ones; raises _BadValueError at the first bad row."""
     columns = {}
     for name in ("metric", "entity"):
         column = table.column(name)
         if column.null_count:
-            raise _BadValue(_first(pc.is_null(column)), f"{name} is empty")
+            raise _BadValueError(_first(pc.is_null(column)), f"{name} is empty")
         text = column.cast(pa.string())
         empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0)
         if pc.any(empty).as_py():
-            raise _BadValue(_first(empty), f"{name} is empty")
+            raise _BadValueError(_first(empty), f"{name} is empty")
         columns[name] = text
     columns["ts"] = _timestamps(table.column("ts"))
     values = _numbers(table.column("value"))
@@ -164,7 +166,7 @@ def _convert(table: pa.Table, drop_nonfinite: bool) -> pa.Table:
         finite = np.isfinite(values.to_numpy(zero_copy_only=False))
         if not finite.all():
             row = int(np.flatnonzero(~finite)[0])
-            raise _BadValue(
+            raise _BadValueError(
                 row,
                 f"value {values[row].as_py()!r} is not finite "
                 "(pass --drop-nonfinite to drop and count such points)",
@@ -175,7 +177,7 @@ def _convert(table: pa.Table, drop_nonfinite: bool) -> pa.Table:
 
 def _numbers(column: pa.ChunkedArray) -> pa.ChunkedArray:
     if column.null_count:
-        raise _BadValue(_first(pc.is_null(column)), "value is empty")
+        raise _BadValueError(_first(pc.is_null(column)), "value is empty")
     try:
         return column.cast(pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -184,13 +186,13 @@ def _numbers(column: pa.ChunkedArray) -> pa.ChunkedArray:
         try:
             float(text)
         except (TypeError, ValueError):
-            raise _BadValue(row, f"value {text!r} is not a number") from None
-    raise _BadValue(0, f"values of type {column.type} are not numbers")
+            raise _BadValueError(row, f"value {text!r} is not a number") from None
+    raise _BadValueError(0, f"values of type {column.type} are not numbers")
 
 
 def _timestamps(column: pa.ChunkedArray) -> pa.ChunkedArray:
     if column.null_count:
-        raise _BadValue(_first(pc.is_null(column)), "ts is empty")
+        raise _BadValueError(_first(pc.is_null(column)), "ts is empty")
     if pa.types.is_timestamp(column.type):
         if column.type.tz is None:
             column = pc.assume_timezone(column, "UTC")
@@ -220,7 +222,7 @@ def _parse_one(row: int, text: str) -> int:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise _BadValue(row, f"ts {text!r} is not a time (ISO 8601 or Unix seconds)") from None
+        raise _BadValueError(row, f"ts {text!r} is not a time (ISO 8601 or Unix seconds)") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return round(moment.timestamp() * 1000)
@@ -229,7 +231,7 @@ def _parse_one(row: int, text: str) -> int:
 def _from_seconds(seconds: np.ndarray) -> pa.ChunkedArray:
     if not np.isfinite(seconds).all():
         row = int(np.flatnonzero(~np.isfinite(seconds))[0])
-        raise _BadValue(row, f"ts {float(seconds[row])!r} is not a time")
+        raise _BadValueError(row, f"ts {float(seconds[row])!r} is not a time")
     millis = np.round(seconds * 1000).astype(np.int64)
     return pa.chunked_array([pa.array(millis).cast(TIMESTAMP_TYPE)])
 
@@ -257,4 +259,3 @@ def _line_of_text(path: Path, text: str) -> int | None:
             if line.rstrip("\r\n") == text:
                 return number
     return None
-

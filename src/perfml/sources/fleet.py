@@ -19,7 +19,8 @@ thousand hosts stream through in bounded memory.
 >>> first = next(fleet.iter_hosts())
 >>> first.num_rows, sorted(set(first.column("metric").to_pylist())) == sorted(METRICS)
 (53568, True)
->>> 0.0 <= min(fleet.host_values("host-0001")["cpu_util"]) <= 100.0
+>>> cpu = fleet.host_values("host-0001")["cpu_util"]
+>>> bool(0.0 <= cpu.min() and cpu.max() <= 100.0)
 True
 """
 
@@ -285,8 +286,10 @@ def generate_fleet(
     """Plan a fleet of ``hosts`` hosts over ``months`` calendar months from ``start``.
 
     ``drift_months`` are 0-based months from ``start`` at which a workload change hits some of
-    the hosts; by default one, at ``months // 2``, when there are at least two months. Naive
-    ``start`` is taken as UTC. Nothing is generated yet: see :meth:`Fleet.iter_hosts`.
+    the hosts (30-70% of them, at least one), in ``1..months - 1``: a change at month 0 would
+    be no change. By default there is one, at ``months // 2``, when there are at least two
+    months. Naive ``start`` is taken as UTC. Nothing is generated yet: points are made when
+    :meth:`Fleet.iter_hosts` or :meth:`Fleet.host_values` asks for them.
     """
     if hosts < 1:
         raise FleetConfigError("hosts", hosts, "must be at least 1")
@@ -372,7 +375,7 @@ def _draw_profile(name: str, index: int, rng: np.random.Generator) -> HostProfil
         closes_at=uniform(17.0, 20.0),
         night_level=uniform(0.2, 0.4),
         weekend_factor=uniform(0.35, 0.6),
-        base_load=uniform(0.2, 0.42),
+        base_load=uniform(0.2, 0.45),
         idle_cpu=uniform(0.02, 0.06),
         cpu_noise=uniform(0.8, 2.5),
         load_noise=uniform(0.04, 0.1),
@@ -478,7 +481,8 @@ def _normal_behaviour(
     growth = 1.0 + host.monthly_growth * (ticks - ticks[0]) / _MONTH_MS
     wander = 1.0 + host.load_noise * _smooth(rng.standard_normal(steps), 12)
     traffic = np.maximum(load_factor * shape * day_factor[day - day[0]] * growth * wander, 0.0)
-    cpu = 100.0 * (host.idle_cpu + host.base_load * traffic)
+    demand = host.idle_cpu + host.base_load * traffic
+    cpu = 100.0 * demand / (1.0 + demand**8) ** 0.125  # busy time saturates smoothly below 100%
     cpu += host.cpu_noise * rng.standard_normal(steps)
     busy_fraction = np.clip(cpu / 100.0, 0.0, 0.95)
     queueing = 0.5 + 0.5 / (1.0 - busy_fraction)  # service time plus an M/M/1-like wait

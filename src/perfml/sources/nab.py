@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from perfml.featurestore.schema import LONG_SCHEMA, METRIC_NAME, TIMESTAMP_TYPE
@@ -134,8 +135,7 @@ def read_series(path: str | Path) -> pa.Table:
         raw = pacsv.read_csv(
             path,
             convert_options=pacsv.ConvertOptions(
-                column_types={"timestamp": pa.timestamp("ms"), "value": pa.float64()},
-                timestamp_parsers=[TIME_FORMAT],
+                column_types={"timestamp": pa.string(), "value": pa.float64()},
                 null_values=[],
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
@@ -144,13 +144,21 @@ def read_series(path: str | Path) -> pa.Table:
     except pa.ArrowInvalid as error:
         _diagnose(path)
         raise NabFormatError(path, f"cannot be parsed: {error}") from error
-    ts = raw.column("timestamp").cast(TIMESTAMP_TYPE)
+    stamps = raw.column("timestamp").combine_chunks()
+    ts = pc.strptime(stamps, format=TIME_FORMAT, unit="ms", error_is_null=True)
+    ts = ts.cast(TIMESTAMP_TYPE)
     value = raw.column("value")
-    values = value.to_numpy()
-    ticks = ts.cast(pa.int64()).to_numpy()
-    if not (np.isfinite(values).all() and (np.diff(ticks) >= 0).all()):
+    ticks = ts.cast(pa.int64()).fill_null(0).to_numpy()
+    # Arrow's strptime takes 2014-02-30 for March 2nd and 0:0:0 for 00:00:00: only a stamp
+    # that prints back as itself is a NAB timestamp.
+    if not (
+        ts.null_count == 0
+        and (len(stamps) == 0 or pc.all(pc.equal(_format_times(ticks), stamps)).as_py())
+        and np.isfinite(value.to_numpy()).all()
+        and (np.diff(ticks) >= 0).all()
+    ):
         _diagnose(path)
-        raise NabFormatError(path, "has a non-finite value or out-of-order timestamps")
+        raise NabFormatError(path, "has a malformed timestamp, a non-finite value or goes back")
     return pa.Table.from_arrays([ts, value], schema=SERIES_SCHEMA)
 
 
@@ -227,6 +235,8 @@ def write_windows(corpus: str | Path, windows: Mapping[str, Sequence[Window]]) -
 
 def iter_corpus(corpus: str | Path) -> Iterator[NabSeries]:
     """Every CSV under ``CORPUS/data/<category>/``, sorted by key, with its windows.
+
+    The corpus must have ``labels/combined_windows.json`` (an empty ``{}`` will do).
 
     A series the windows file does not mention has no windows; the windows file may name
     series that are not in the corpus (NAB's names all 58, subsets ship a few).
@@ -320,6 +330,8 @@ def _diagnose(path: Path) -> None:
             stamp, text = row[ts_at], row[value_at]
             try:
                 instant = datetime.strptime(stamp, TIME_FORMAT)
+                if f"{instant.year:04d}{instant.strftime(TIME_FORMAT[2:])}" != stamp:
+                    raise ValueError(stamp)
             except ValueError as error:
                 problem = "is not a time 'YYYY-MM-DD HH:MM:SS'"
                 raise NabFormatError(

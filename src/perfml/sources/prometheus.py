@@ -28,7 +28,6 @@ and ``unavailable`` errors) are retried with exponential backoff and jitter, hon
 import email.utils
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -52,6 +51,7 @@ from perfml.sources.prometheus_errors import (
     PrometheusUnavailableError,
     SeriesCollisionError,
 )
+from perfml.timeparse import parse_duration
 
 logger = logging.getLogger(__name__)
 
@@ -63,54 +63,8 @@ TRANSIENT_ERROR_TYPES = frozenset({"timeout", "unavailable"})
 AUTH_STATUSES = frozenset({401, 403})
 QUERY_STATUSES = frozenset({400, 422})
 
-_DURATION = re.compile(
-    r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?"
-)
-_DURATION_UNITS = (
-    timedelta(days=365),
-    timedelta(weeks=1),
-    timedelta(days=1),
-    timedelta(hours=1),
-    timedelta(minutes=1),
-    timedelta(seconds=1),
-    timedelta(milliseconds=1),
-)
 _MS = timedelta(milliseconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def parse_duration(text: str) -> timedelta:
-    """Read a Prometheus duration: ``<integer><unit>`` pairs from the largest unit down.
-
-    Units are ``y`` (365 days), ``w``, ``d``, ``h``, ``m``, ``s`` and ``ms``; ``0`` alone is zero.
-
-    >>> parse_duration("15s")
-    datetime.timedelta(seconds=15)
-    >>> parse_duration("1h30m")
-    datetime.timedelta(seconds=5400)
-    >>> parse_duration("30m1h")
-    Traceback (most recent call last):
-    ...
-    perfml.sources.prometheus_errors.PrometheusArgumentError: invalid duration '30m1h': ...
-    """
-    if text == "0":
-        return timedelta(0)
-    match = _DURATION.fullmatch(text)
-    if not text or match is None:
-        raise PrometheusArgumentError(
-            "duration",
-            text,
-            "expected <integer><unit> pairs from the largest unit down, units y, w, d, h, m, s, "
-            "ms (e.g. 15s, 5m, 1h30m)",
-        )
-    return sum(
-        (
-            unit * int(count)
-            for unit, count in zip(_DURATION_UNITS, match.groups(), strict=True)
-            if count is not None
-        ),
-        timedelta(0),
-    )
 
 
 def parse_time(value: datetime | str) -> datetime:
@@ -306,10 +260,14 @@ class PrometheusClient:
     ) -> "RangePull":
         """Plan the pull of ``query`` over ``[start, end]`` every ``step``; iterate to run it.
 
-        Nothing is requested until the returned :class:`RangePull` is iterated.
+        ``start`` and ``end`` are aware datetimes or RFC 3339 strings; ``step`` a ``timedelta``
+        or a Prometheus duration (``15s``). ``metric`` names every series instead of its
+        ``__name__``; ``entity_label`` is the label whose value becomes the entity. A request
+        asks for at most ``max_points_per_series`` points per series. Nothing is requested
+        until the returned :class:`RangePull` is iterated.
         """
         start_at, end_at = parse_time(start), parse_time(end)
-        step_delta = parse_duration(step) if isinstance(step, str) else step
+        step_delta = parse_duration(step, "step", allow_zero=True)
         if end_at < start_at:
             raise PrometheusArgumentError(
                 "range", f"{start_at.isoformat()} .. {end_at.isoformat()}", "end is before start"
@@ -430,8 +388,6 @@ class RangePull:
         drop_nonfinite: bool,
     ) -> None:
         self.query = query
-        self.step = timedelta(milliseconds=step_ms)
-        self.windows = [(_from_ms(start), _from_ms(end)) for start, end in windows]
         self.labels: dict[SeriesKey, dict[str, str]] = {}
         self.dropped_nonfinite: dict[SeriesKey, int] = {}
         self._client = client
@@ -443,12 +399,25 @@ class RangePull:
         self._names: dict[SeriesKey, str] = {}
 
     @property
+    def step(self) -> timedelta:
+        """The time between two points of a series."""
+        return self._step_ms * _MS
+
+    @property
+    def windows(self) -> list[tuple[datetime, datetime]]:
+        """The ``[start, end]`` of each request, one grid point after the previous one."""
+        return [(_from_ms(start), _from_ms(end)) for start, end in self._windows_ms]
+
+    @property
     def total_dropped(self) -> int:
         """How many non-finite points were dropped, over all series."""
         return sum(self.dropped_nonfinite.values())
 
     def __iter__(self) -> Iterator[pa.Table]:
-        self.labels, self.dropped_nonfinite, self._names = {}, {}, {}
+        # Cleared in place: a caller may hold these dicts (the store reads labels at commit).
+        self.labels.clear()
+        self.dropped_nonfinite.clear()
+        self._names.clear()
         for start_ms, end_ms in self._windows_ms:
             result = self._client.fetch_matrix(self.query, start_ms, end_ms, self._step_ms)
             table = self._to_table(result)

@@ -1,0 +1,85 @@
+"""Reading points straight from the Parquet files, in order, without a sort engine.
+
+Every data file keeps each entity's points in increasing ``ts`` (the write path guarantees
+it), and two files of one metric that share an entity never overlap in time (their key boxes
+are disjoint, and months are disjoint). So the points of one metric, read file by file in the
+order of their first instant, are already in ``ts`` order per entity; a stable sort on the
+entity alone — a radix sort of integer codes — puts them in ``(entity, ts)`` order. That is
+several times cheaper than a general sort of the rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from perfml.featurestore.manifest import DataFile
+from perfml.featurestore.query import Selection
+from perfml.featurestore.schema import READ_SCHEMA, TIMESTAMP_TYPE
+from perfml.timeparse import to_epoch_ms
+
+
+def read_sorted(root: Path, files: Sequence[DataFile], selection: Selection) -> pa.Table:
+    """The selected points of ``files`` in READ_SCHEMA, sorted by metric, entity and ts."""
+    metrics = sorted({f.metric for f in files})
+    parts = []
+    for code, metric in enumerate(metrics):
+        mine = sorted((f for f in files if f.metric == metric), key=lambda f: f.min_ts)
+        tables = [_read_file(root / f.path, selection) for f in mine]
+        body = _by_entity(pa.concat_tables(tables))
+        if body.num_rows:
+            metric_column = pa.DictionaryArray.from_arrays(
+                pa.array(np.full(body.num_rows, code, dtype=np.int32)), pa.array(metrics)
+            )
+            parts.append(body.add_column(0, READ_SCHEMA.field("metric"), metric_column))
+    if not parts:
+        return READ_SCHEMA.empty_table()
+    return pa.concat_tables(parts).combine_chunks()
+
+
+def _read_file(path: Path, selection: Selection) -> pa.Table:
+    filters = []
+    if selection.start is not None:
+        filters.append(("ts", ">=", pa.scalar(to_epoch_ms(selection.start), TIMESTAMP_TYPE)))
+    upper = selection.upper_ms
+    if upper is not None:
+        filters.append(("ts", "<=", pa.scalar(upper, TIMESTAMP_TYPE)))
+    if selection.entities is not None:
+        filters.append(("entity", "in", list(selection.entities)))
+    table = pq.read_table(
+        path,
+        columns=["entity", "ts", "value"],
+        filters=filters or None,
+        read_dictionary=["entity"],
+        partitioning=None,
+    )
+    return table.cast(
+        pa.schema(
+            [READ_SCHEMA.field("entity"), READ_SCHEMA.field("ts"), READ_SCHEMA.field("value")]
+        )
+    )
+
+
+def _by_entity(table: pa.Table) -> pa.Table:
+    """Stable-sort rows by entity name, re-encoding entities against a sorted dictionary."""
+    if table.num_rows == 0:
+        return table.combine_chunks()
+    entity = table.column("entity").unify_dictionaries()
+    dictionary = entity.chunk(0).dictionary
+    order = pc.sort_indices(dictionary).to_numpy()
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    codes = np.concatenate([rank[c.indices.to_numpy(zero_copy_only=False)] for c in entity.chunks])
+    sorted_names = dictionary.take(pa.array(order))
+    rest = table.select(["ts", "value"]).combine_chunks()
+    if len(codes) > 1 and not np.all(codes[1:] >= codes[:-1]):
+        permutation = np.argsort(codes, kind="stable")
+        codes = codes[permutation]
+        rest = rest.take(pa.array(permutation))
+    column = pa.DictionaryArray.from_arrays(pa.array(codes), sorted_names)
+    return rest.add_column(0, READ_SCHEMA.field("entity"), column)
