@@ -255,3 +255,20 @@ def test_naive_and_other_timezones_are_stored_as_utc(store):
         datetime(2024, 5, 1, 12, tzinfo=UTC),
         datetime(2024, 5, 1, 13, tzinfo=UTC),
     ]
+
+
+def test_merges_keep_file_boxes_disjoint_so_reads_stay_ordered(store):
+    day = timedelta(days=1)
+    # f1: entities a-b on days 0-1; f3: entity c on day 0 only.
+    store.write(make_points(entities=["a", "b"], n=288 * 2))
+    store.write(make_points(entities=["c"], n=10))
+    # New points for b-c on days 1-3 touch f1 (b, day 1); the union box then reaches f3 (c, day 0).
+    store.write(make_points(entities=["b", "c"], n=288 * 2, start=START + day, seed=5))
+    files = store.manifest.files
+    for i, one in enumerate(files):
+        for other in files[i + 1 :]:
+            assert not one.overlaps(other), (one, other)
+    read = store.read()
+    keys = list(zip(read.column("entity").to_pylist(), read.column("ts").to_pylist(), strict=True))
+    assert keys == sorted(keys)
+    assert len(keys) == len(set(keys)) == 288 * 2 * 2 + 10 + 288 * 2 * 2 - 288

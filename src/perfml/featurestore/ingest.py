@@ -263,17 +263,18 @@ class Ingest:
         for part in self.partitions.values():
             new = part.close()
             existing = current.partition_files(part.metric, part.month)
-            if part.unique and not any(new.overlaps(f) for f in existing):
+            overlapping = _overlapping(new, existing)
+            if part.unique and not overlapping:
                 files.append(new)
                 self.report.points_added += new.rows
                 self.report.partitions_appended += 1
             else:
-                merged = _merge(self.root, existing, new, con, self.txid)
-                files = [f for f in files if f not in existing]
+                merged = _merge(self.root, overlapping, new, con, self.txid)
+                files = [f for f in files if f not in overlapping]
                 files.append(merged)
-                replaced.extend(f.path for f in existing)
+                replaced.extend(f.path for f in overlapping)
                 replaced.append(new.path)
-                self.report.points_added += merged.rows - sum(f.rows for f in existing)
+                self.report.points_added += merged.rows - sum(f.rows for f in overlapping)
                 self.report.partitions_merged += 1
             metric_series = series.setdefault(part.metric, {})
             for entity in part.entity_max_ts:
@@ -289,6 +290,26 @@ class Ingest:
         nxt = current.next(tuple(files), series, current.windows + tuple(added))
         self.report.manifest_version = nxt.version
         return nxt, replaced
+
+
+def _overlapping(new: DataFile, existing: list[DataFile]) -> list[DataFile]:
+    """The files to merge with ``new`` so that the partition's key boxes stay disjoint.
+
+    Merging grows a box to the union of the merged ones, which can reach a file that ``new``
+    alone did not; so the set grows until no other file touches the union. Disjoint boxes are
+    what lets reads order points without sorting them (see ``scan``).
+    """
+    chosen: list[DataFile] = []
+    box = new
+    grown = True
+    while grown:
+        grown = False
+        for candidate in existing:
+            if candidate not in chosen and box.overlaps(candidate):
+                chosen.append(candidate)
+                box = box.union(candidate)
+                grown = True
+    return chosen
 
 
 def _merge(

@@ -52,6 +52,16 @@ class DataFile:
             or other.max_entity < self.min_entity
         )
 
+    def union(self, other: DataFile) -> DataFile:
+        """A file-shaped box covering both (its path and rows are ``self``'s)."""
+        return replace(
+            self,
+            min_ts=min(self.min_ts, other.min_ts),
+            max_ts=max(self.max_ts, other.max_ts),
+            min_entity=min(self.min_entity, other.min_entity),
+            max_entity=max(self.max_entity, other.max_entity),
+        )
+
 
 @dataclass(frozen=True)
 class LabelWindow:
