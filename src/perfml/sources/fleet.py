@@ -29,7 +29,6 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,22 +39,34 @@ import pyarrow.parquet as pq
 
 from perfml.featurestore.schema import LONG_SCHEMA, TIMESTAMP_TYPE
 from perfml.sources.errors import FleetConfigError
+from perfml.sources.fleet_behaviour import (
+    DECIMALS,
+    METRICS,
+    PERCENTAGES,
+    AnomalyKind,
+    Floats,
+    HostProfile,
+    Incident,
+    draw_profile,
+    inject,
+    normal_behaviour,
+)
 from perfml.sources.nab import Window, atomic_output, write_series, write_windows
 
-Floats = npt.NDArray[np.float64]
+__all__ = [
+    "DEFAULT_START",
+    "DEFAULT_STEP",
+    "METRICS",
+    "WINDOW_PAD_STEPS",
+    "Anomaly",
+    "AnomalyKind",
+    "DriftEvent",
+    "Fleet",
+    "HostProfile",
+    "generate_fleet",
+    "write_fleet",
+]
 
-METRICS: dict[str, str] = {
-    "cpu_util": "percent",
-    "mem_util": "percent",
-    "disk_iops": "operations per second",
-    "net_rx_bytes": "bytes per second",
-    "net_tx_bytes": "bytes per second",
-    "request_latency_ms": "milliseconds",
-}
-"""Every metric a host reports, with its unit, in the order tables list them."""
-
-PERCENTAGES = frozenset({"cpu_util", "mem_util"})
-DECIMALS = {"cpu_util": 3, "mem_util": 3, "disk_iops": 2, "net_rx_bytes": 0, "net_tx_bytes": 0}
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 DEFAULT_STEP = timedelta(minutes=5)
 
@@ -68,27 +79,11 @@ this margin, enough for a detector that needs a few points to be sure and for th
 restart, tight enough that a detection inside one is a detection of the anomaly.
 """
 
-_MONTH_MS = 30 * 86_400_000
 _HOUR = timedelta(hours=1)
 _SPIKING = ["cpu_util", "disk_iops", "net_rx_bytes", "net_tx_bytes", "request_latency_ms"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PLAN, _NOISE = 0, 1
 _DRIFT_STREAM = 0x6472_6966  # "drif": keeps the drift draws apart from every host's streams
-
-
-class AnomalyKind(StrEnum):
-    """What goes wrong on a host, as the label records it."""
-
-    SPIKE = "spike"
-    """One to three samples far above the host's normal range (a burst, a retry storm)."""
-    LEVEL_SHIFT = "level_shift"
-    """The metric steps up or down for hours, then back (a bad config pushed and reverted)."""
-    MEMORY_LEAK = "memory_leak"
-    """``mem_util`` climbs for hours to days towards 90-97%, then drops at a restart."""
-    FLATLINE = "flatline"
-    """A stuck exporter repeats its last value for hours."""
-    LATENCY_STORM = "latency_storm"
-    """Latency several times normal for half an hour to two hours, often with CPU."""
 
 
 @dataclass(frozen=True)
@@ -116,40 +111,6 @@ class DriftEvent:
 
 
 @dataclass(frozen=True)
-class HostProfile:
-    """What makes one host unlike the others; every value was drawn from the fleet's seed."""
-
-    name: str
-    index: int
-    utc_offset_hours: int
-    opens_at: float
-    closes_at: float
-    night_level: float
-    weekend_factor: float
-    base_load: float
-    idle_cpu: float
-    cpu_noise: float
-    load_noise: float
-    monthly_growth: float
-    mem_base: float
-    latency_ms: float
-    rx_peak_bytes: float
-    tx_ratio: float
-    iops_peak: float
-    backup_hour: float
-
-
-@dataclass(frozen=True)
-class _Incident:
-    kind: AnomalyKind
-    metrics: tuple[str, ...]
-    first: int
-    length: int
-    strength: float
-    upward: bool
-
-
-@dataclass(frozen=True)
 class Fleet:
     """A generated fleet: its plan in memory, its points made on demand, host by host."""
 
@@ -161,7 +122,7 @@ class Fleet:
     hosts: tuple[HostProfile, ...]
     drift_events: tuple[DriftEvent, ...]
     anomalies: tuple[Anomaly, ...]
-    _incidents: dict[str, tuple[_Incident, ...]] = field(repr=False, compare=False)
+    _incidents: dict[str, tuple[Incident, ...]] = field(repr=False, compare=False)
 
     @property
     def host_names(self) -> tuple[str, ...]:
@@ -262,12 +223,12 @@ class Fleet:
         self, profile: HostProfile, ticks: npt.NDArray[np.int64], *, anomalies: bool = True
     ) -> dict[str, Floats]:
         rng = np.random.default_rng([self.seed, profile.index, _NOISE])
-        values = _normal_behaviour(profile, self.drift_events, ticks, rng)
+        values = normal_behaviour(profile, self.drift_events, ticks, rng)
         typical = {metric: float(np.percentile(series, 99)) for metric, series in values.items()}
         # Injection draws from the stream after the normal behaviour has, so the series
         # without anomalies is the series with them, minus the anomalies.
         for incident in self._incidents[profile.name] if anomalies else ():
-            _inject(values, incident, typical, rng)
+            inject(values, incident, typical, rng)
         for metric, series in values.items():
             upper = 100.0 if metric in PERCENTAGES else np.inf
             np.clip(series, 0.0, upper, out=series)
@@ -313,11 +274,11 @@ def generate_fleet(
     steps = -(-(end - start) // step)
     names = [f"host-{index:04d}" for index in range(hosts)]
     profiles: list[HostProfile] = []
-    incidents: dict[str, tuple[_Incident, ...]] = {}
+    incidents: dict[str, tuple[Incident, ...]] = {}
     anomalies: list[Anomaly] = []
     for index, name in enumerate(names):
         rng = np.random.default_rng([seed, index, _PLAN])
-        profiles.append(_draw_profile(name, index, rng))
+        profiles.append(draw_profile(name, index, rng))
         incidents[name] = _plan_incidents(rng, steps, step)
         for incident in incidents[name]:
             first = start + incident.first * step
@@ -362,34 +323,7 @@ def write_fleet(fleet: Fleet, out_dir: str | Path, fmt: Literal["nab", "parquet"
         temporary.write_text(text + "\n", encoding="utf-8")
 
 
-def _draw_profile(name: str, index: int, rng: np.random.Generator) -> HostProfile:
-    def uniform(low: float, high: float) -> float:
-        return round(float(rng.uniform(low, high)), 4)
-
-    offsets = [-8, -5, 0, 1, 8, 9]
-    return HostProfile(
-        name=name,
-        index=index,
-        utc_offset_hours=int(rng.choice(offsets, p=[0.2, 0.25, 0.15, 0.2, 0.1, 0.1])),
-        opens_at=uniform(7.0, 9.5),
-        closes_at=uniform(17.0, 20.0),
-        night_level=uniform(0.2, 0.4),
-        weekend_factor=uniform(0.35, 0.6),
-        base_load=uniform(0.2, 0.45),
-        idle_cpu=uniform(0.02, 0.06),
-        cpu_noise=uniform(0.8, 2.5),
-        load_noise=uniform(0.04, 0.1),
-        monthly_growth=uniform(0.0, 0.03),
-        mem_base=uniform(35.0, 60.0),
-        latency_ms=uniform(4.0, 40.0),
-        rx_peak_bytes=round(float(np.exp(rng.uniform(np.log(2e5), np.log(5e7)))), 1),
-        tx_ratio=uniform(2.0, 6.0),
-        iops_peak=uniform(150.0, 3000.0),
-        backup_hour=uniform(1.0, 4.0),
-    )
-
-
-def _plan_incidents(rng: np.random.Generator, steps: int, step: timedelta) -> tuple[_Incident, ...]:
+def _plan_incidents(rng: np.random.Generator, steps: int, step: timedelta) -> tuple[Incident, ...]:
     """Place anomalies one per equal segment of the series, so that windows never overlap.
 
     The first day (a tenth of a short series) stays quiet: models need some normal to start on.
@@ -421,7 +355,7 @@ def _plan_incidents(rng: np.random.Generator, steps: int, step: timedelta) -> tu
         offset = int(rng.integers(0, room - length + 1))
         first = quiet + number * segment + WINDOW_PAD_STEPS + offset
         strength, upward = float(rng.random()), bool(rng.random() < 0.6)
-        incidents.append(_Incident(kind, metrics, first, length, strength, upward))
+        incidents.append(Incident(kind, metrics, first, length, strength, upward))
     return tuple(incidents)
 
 
@@ -453,110 +387,6 @@ def _draw_drift(
     return DriftEvent(
         month, _add_months(start, month), hosts, description, load, latency, peak_shift
     )
-
-
-def _normal_behaviour(
-    host: HostProfile,
-    drift: Sequence[DriftEvent],
-    ticks: npt.NDArray[np.int64],
-    rng: np.random.Generator,
-) -> dict[str, Floats]:
-    """The host's metrics without anomalies: seasonal load, its consequences, noise, drift."""
-    steps = ticks.size
-    load_factor, latency_factor, shift = np.ones(steps), np.ones(steps), np.zeros(steps)
-    for event in drift:
-        if host.name in event.hosts:
-            since = int(np.searchsorted(ticks, round(event.start.timestamp() * 1000)))
-            load_factor[since:] *= event.load_factor
-            latency_factor[since:] *= event.latency_factor
-            shift[since:] += event.peak_shift_hours
-    local_hours = ticks / 3_600_000.0 + host.utc_offset_hours
-    hour = np.mod(local_hours - shift, 24.0)
-    day = np.floor_divide(local_hours, 24.0).astype(np.int64)
-    weekend = np.mod(day + 3, 7) >= 5  # 1970-01-01, day 0, was a Thursday (weekday 3)
-    open_hours = _sigmoid((hour - host.opens_at) / 0.8) * _sigmoid((host.closes_at - hour) / 1.2)
-    busy = np.where(weekend, host.weekend_factor, 1.0) * open_hours
-    shape = host.night_level + (1.0 - host.night_level) * busy
-    day_factor = 1.0 + 0.05 * rng.standard_normal(int(day[-1] - day[0]) + 1)
-    growth = 1.0 + host.monthly_growth * (ticks - ticks[0]) / _MONTH_MS
-    wander = 1.0 + host.load_noise * _smooth(rng.standard_normal(steps), 12)
-    traffic = np.maximum(load_factor * shape * day_factor[day - day[0]] * growth * wander, 0.0)
-    demand = host.idle_cpu + host.base_load * traffic
-    cpu = 100.0 * demand / (1.0 + demand**8) ** 0.125  # busy time saturates smoothly below 100%
-    cpu += host.cpu_noise * rng.standard_normal(steps)
-    busy_fraction = np.clip(cpu / 100.0, 0.0, 0.95)
-    queueing = 0.5 + 0.5 / (1.0 - busy_fraction)  # service time plus an M/M/1-like wait
-    contention = 1.0 + 0.25 * traffic  # busier shared dependencies (databases, caches)
-    jitter = np.exp(0.06 * rng.standard_normal(steps))
-    latency = host.latency_ms * latency_factor * contention * queueing * jitter
-    rx = host.rx_peak_bytes * (0.03 + traffic * (1.0 + 0.05 * rng.standard_normal(steps)))
-    tx_noise = 1.0 + 0.05 * rng.standard_normal(steps)
-    tx = host.rx_peak_bytes * host.tx_ratio * (0.02 + traffic * tx_noise)
-    backup = np.abs(np.mod(local_hours, 24.0) - host.backup_hour - 0.25) < 0.25
-    iops = host.iops_peak * (0.05 + traffic * (1.0 + 0.08 * rng.standard_normal(steps)))
-    iops += np.where(backup, 0.6 * host.iops_peak, 0.0)
-    memory = host.mem_base + 8.0 * traffic + 1.5 * _smooth(rng.standard_normal(steps), 72)
-    memory += 0.3 * rng.standard_normal(steps)
-    return {
-        "cpu_util": cpu,
-        "mem_util": memory,
-        "disk_iops": iops,
-        "net_rx_bytes": rx,
-        "net_tx_bytes": tx,
-        "request_latency_ms": latency,
-    }
-
-
-def _inject(
-    values: dict[str, Floats],
-    incident: _Incident,
-    typical: dict[str, float],
-    rng: np.random.Generator,
-) -> None:
-    """Apply one anomaly to the host's arrays in place (``typical``: each metric's 99th pct)."""
-    rows = slice(incident.first, incident.first + incident.length)
-    strength = incident.strength
-    for metric in incident.metrics:
-        series = values[metric]
-        if incident.kind is AnomalyKind.SPIKE:
-            if metric in PERCENTAGES:
-                peak = typical[metric] + (100.0 - typical[metric]) * (0.7 + 0.3 * strength)
-            else:
-                peak = typical[metric] * (2.5 + 2.5 * strength)
-            series[rows] = peak * rng.uniform(0.85, 1.0, incident.length)
-        elif incident.kind is AnomalyKind.LEVEL_SHIFT:
-            if incident.upward and metric in PERCENTAGES:
-                series[rows] += 15.0 + 20.0 * strength
-            elif incident.upward:
-                series[rows] *= 1.8 + 1.2 * strength
-            else:
-                series[rows] *= 0.25 + 0.25 * strength
-        elif incident.kind is AnomalyKind.MEMORY_LEAK:
-            target = 88.0 + 9.0 * strength
-            climb = np.linspace(0.0, 1.0, incident.length) ** 1.5
-            series[rows] += (target - series[incident.first]) * climb
-        elif incident.kind is AnomalyKind.FLATLINE:
-            series[rows] = series[incident.first]
-        else:  # a latency storm, and the CPU burnt by the requests piling up
-            ramp = np.arange(1, incident.length + 1)
-            envelope = np.minimum(1.0, np.minimum(ramp, ramp[::-1]) / 3.0)
-            if metric == "cpu_util":
-                series[rows] += (20.0 + 20.0 * strength) * envelope
-            else:
-                series[rows] *= 1.0 + (2.5 + 4.5 * strength) * envelope
-
-
-def _smooth(noise: Floats, steps: int) -> Floats:
-    """Noise correlated over about ``steps`` samples, still of unit standard deviation."""
-    kernel = np.exp(-np.arange(3 * steps) / steps)
-    kernel /= np.sqrt(np.sum(kernel**2))
-    smoothed: Floats = np.convolve(noise, kernel, mode="full")[: noise.size]
-    return smoothed
-
-
-def _sigmoid(x: Floats) -> Floats:
-    result: Floats = 1.0 / (1.0 + np.exp(-x))
-    return result
 
 
 def _add_months(instant: datetime, months: int) -> datetime:
