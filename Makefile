@@ -39,10 +39,15 @@ test: $(VENV)/.installed-dev services lint typecheck
 bench-quick: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/featurestore.py --quick
 
-# Re-pin every dependency (core, extras and dev) after changing pyproject.toml.
-lock: $(BIN)/python
-	$(PIP) install -e '.[dev,postgres,oci]'
-	$(BIN)/python -m pip freeze --exclude-editable --exclude perfml > $(CONSTRAINTS)
+# Re-pin every dependency (core, every extra and dev) after changing pyproject.toml, resolved
+# together in a scratch environment so that any combination of extras installs consistently.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip --disable-pip-version-check -q install \
+		-e '.[dev,postgres,oci,kubeflow,mlserver]'
+	.venv-lock/bin/python -m pip freeze --exclude-editable > $(CONSTRAINTS)
+	rm -rf .venv-lock
 
 clean:
 	rm -rf $(VENV) .perfml .pytest_cache .mypy_cache .ruff_cache

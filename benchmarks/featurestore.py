@@ -5,7 +5,8 @@ Claims measured:
   same Arrow batches with ``pyarrow.parquet`` directly (ratio perfml / floor), and how the cost
   per point grows with size;
 - a one-month read of 1,000 series, against reading the same Parquet files with ``pyarrow``;
-- window features per second, against pandas' rolling windows over the same series.
+- window features per second, against pandas' rolling windows over the same series;
+- the peak memory of streaming the largest store, against reading it at once.
 
 Each ingest runs in a fresh process so that its peak RSS is its own.
 
@@ -58,11 +59,18 @@ def batches(points: int) -> Iterator[pa.Table]:
 
 
 def worker(kind: str, points: int, target: Path) -> dict[str, float]:
-    """One measurement in this process: ``store`` or ``floor`` ingest of ``points`` points."""
+    """One measurement in this process: ``store`` or ``floor`` ingest of ``points`` points, or
+    a ``stream`` or ``read`` of every point of the store at ``target``."""
     from perfml.featurestore import FeatureStore  # imported before the clock starts
 
     begin = time.perf_counter()
-    if kind == "store":
+    if kind in ("stream", "read"):
+        store = FeatureStore(target, memory_limit="256MB")
+        if kind == "stream":
+            written = sum(batch.num_rows for batch in store.stream(batch_rows=65_536))
+        else:
+            written = store.read().num_rows
+    elif kind == "store":
         report = FeatureStore(target, memory_limit="1GB").write(batches(points))
         written = report.points_added
     else:
@@ -108,6 +116,18 @@ def bench_ingest(sizes: list[int], base: Path) -> list[dict[str, float]]:
             }
         )
     return results
+
+
+def bench_stream(store_dir: Path) -> dict[str, float]:
+    """Peak memory of streaming every point of a store, against reading it all at once."""
+    stream = measure("stream", 0, store_dir)
+    read = measure("read", 0, store_dir)
+    return {
+        "points": stream["points"],
+        "stream_points_per_s": stream["points"] / stream["seconds"],
+        "stream_peak_rss_mb": stream["peak_rss_mb"],
+        "read_all_peak_rss_mb": read["peak_rss_mb"],
+    }
 
 
 def bench_read(store_dir: Path) -> dict[str, float]:
@@ -168,7 +188,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--dir", type=Path, help="scratch folder (default: a temporary one)")
-    parser.add_argument("--worker", choices=["store", "floor"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker", choices=["store", "floor", "stream", "read"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--points", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -179,6 +201,7 @@ def main() -> None:
     try:
         ingest = bench_ingest(sizes, base)
         read = bench_read(base / "store-10000000")
+        streamed = bench_stream(base / f"store-{sizes[-1]}")
         windows = bench_window_features(base / "store-10000000", 20 if args.quick else 100)
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -196,6 +219,7 @@ def main() -> None:
         / by_size[1_000_000]["ns_per_point"],
         "read_one_month_1000_series": read,
         "window_features": windows,
+        "stream": streamed,
     }
     print(
         f"{'points':>12} {'perfml pts/s':>14} {'floor pts/s':>14} {'ratio':>7} "
@@ -217,6 +241,11 @@ def main() -> None:
         f"window features: {windows['rows']:,} rows × {windows['features']} features at "
         f"{windows['rows_per_s']:,.0f} rows/s (pandas {windows['pandas_rows_per_s']:,.0f} rows/s, "
         f"ratio {windows['ratio_vs_pandas']:.2f})"
+    )
+    print(
+        f"stream: {int(streamed['points']):,} points at {streamed['stream_points_per_s']:,.0f} "
+        f"points/s, peak RSS {streamed['stream_peak_rss_mb']:,.0f} MB "
+        f"(reading them all at once: {streamed['read_all_peak_rss_mb']:,.0f} MB)"
     )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

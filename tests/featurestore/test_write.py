@@ -272,3 +272,14 @@ def test_merges_keep_file_boxes_disjoint_so_reads_stay_ordered(store):
     keys = list(zip(read.column("entity").to_pylist(), read.column("ts").to_pylist(), strict=True))
     assert keys == sorted(keys)
     assert len(keys) == len(set(keys)) == 288 * 2 * 2 + 10 + 288 * 2 * 2 - 288
+
+
+def test_pandas_frames_are_written_like_arrow_tables(store):
+    points = make_points(["cpu_util"], ["h1", "h2"], n=50)
+    frame = points.to_pandas()
+    assert frame["ts"].dt.tz is not None
+    assert store.write(frame).points_added == 100
+    assert rows(store.read()) == rows(points)
+    naive = frame.assign(ts=frame["ts"].dt.tz_localize(None), value=frame["value"] + 1)
+    assert store.write(naive).points_added == 0  # the same instants, naive taken as UTC
+    assert store.read().column("value").to_pylist()[0] == frame["value"].iloc[0] + 1

@@ -10,7 +10,8 @@ several times cheaper than a general sort of the rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +84,31 @@ def _by_entity(table: pa.Table) -> pa.Table:
         rest = rest.take(pa.array(permutation))
     column = pa.DictionaryArray.from_arrays(pa.array(codes), sorted_names)
     return rest.add_column(0, READ_SCHEMA.field("entity"), column)
+
+
+def stream_sorted(
+    root: Path,
+    files: Sequence[DataFile],
+    selection: Selection,
+    entities: dict[str, list[str]],
+    batch_rows: int,
+    chunk_rows: int = 1 << 20,
+) -> Iterator[pa.RecordBatch]:
+    """The points of :func:`read_sorted`, as batches, reading about ``chunk_rows`` at a time.
+
+    Entities are taken in groups sized so that a group holds about ``chunk_rows`` points; each
+    group is read (Parquet statistics skip the row groups of other entities), ordered and cut
+    into batches. Memory is bounded by the group, whatever the size of the selection.
+    """
+    for metric in sorted({f.metric for f in files}):
+        mine = [f for f in files if f.metric == metric]
+        names = sorted(entities.get(metric, ()))
+        if selection.entities is not None:
+            names = sorted(set(names) & set(selection.entities))
+        if not names:
+            continue
+        per_entity = max(1, sum(f.rows for f in mine) // max(1, len(entities.get(metric, ()))))
+        group = max(1, chunk_rows // per_entity)
+        for first in range(0, len(names), group):
+            chunk = replace(selection, entities=tuple(names[first : first + group]))
+            yield from read_sorted(root, mine, chunk).to_batches(max_chunksize=batch_rows)

@@ -145,16 +145,15 @@ class FeatureStore:
     ) -> Iterator[pa.RecordBatch]:
         """The same points as :meth:`read`, as record batches of at most ``batch_rows`` rows.
 
-        Memory stays bounded by DuckDB's memory limit and the batch size, whatever the data.
+        Memory stays bounded by about a million points, whatever the size of the selection:
+        entities are read a group at a time (see ``scan.stream_sorted``).
         """
         selection = Selection.of(metrics, entities, start, end, as_of)
-        files = selection.files(self.manifest)
-        if not files:
-            return
-        sql, params = query.points_sql(query.source(str(self.root), files), selection)
-        reader = self._connection().sql(sql, params=params).to_arrow_reader(batch_rows)
-        for batch in reader:
-            yield _cast_batch(batch, READ_SCHEMA)
+        manifest = self.manifest
+        known = {metric: list(ents) for metric, ents in manifest.series.items()}
+        yield from scan.stream_sorted(
+            self.root, selection.files(manifest), selection, known, batch_rows
+        )
 
     def resample(
         self,
