@@ -1,0 +1,212 @@
+"""One interface for every anomaly detector, and the registry that names them.
+
+A detector learns what normal looks like and scores how anomalous each new point is, in
+``[0, 1]``. Its life:
+
+- ``fit(history)`` learns from a frame (``ts`` and value columns) and returns the detector;
+- ``score(frame)`` scores every row of a frame as if the rows arrived one by one after what
+  the detector has seen, without changing the detector — so scoring is repeatable;
+- ``update(ts, value)`` scores one new point and learns from it: the online path of serving;
+- ``save(path)`` / :func:`load` store it in the safe format of :mod:`.artifact`.
+
+Scoring is causal: the score of a row depends on that row and the rows before it only. For
+every detector ``score(frame)`` equals calling ``update`` row by row on a copy; the
+conformance suite in the tests holds every registered detector to this, to the range, to
+determinism and to an exact save/load round trip.
+
+A new detector subclasses :class:`Detector`, declares its ``Params`` (a pydantic model) and
+registers itself with :func:`register`::
+
+    @register
+    class MyDetector(Detector):
+        name = "mine"
+        class Params(DetectorParams):
+            alpha: float = 0.1
+        ...
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, Self, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from perfml.detectors import artifact
+from perfml.detectors.errors import ArtifactError, BadParamsError, UnknownDetectorError
+from perfml.detectors.frames import Floats, Frame, Millis, as_arrays
+
+State = tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]
+"""A detector's state: JSON-able metadata and named numeric arrays."""
+
+
+class DetectorParams(BaseModel):
+    """Hyperparameters: validated, immutable, unknown names refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Detector(ABC):
+    """The base of every detector (see the module's docstring)."""
+
+    name: ClassVar[str]
+    """The name the registry knows it by."""
+    Params: ClassVar[type[DetectorParams]] = DetectorParams
+    state_version: ClassVar[int] = 1
+    """Bumped when the saved state changes shape; older versions are refused on load."""
+    multivariate: ClassVar[bool] = False
+    """Whether it scores several value columns together (else exactly one)."""
+
+    def __init__(self, **params: Any) -> None:
+        try:
+            self.params = self.Params(**params)
+        except ValidationError as exc:
+            raise BadParamsError(self.name, _problems(exc)) from None
+        self.columns: list[str] | None = None
+        self.reset()
+
+    # -- what a detector implements ------------------------------------------------------
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget everything learnt."""
+
+    @abstractmethod
+    def update(self, ts: int, value: float | Floats) -> float:
+        """Score one point (``ts`` in epoch ms) in ``[0, 1]``, then learn from it."""
+
+    @abstractmethod
+    def get_state(self) -> State:
+        """What :meth:`set_state` needs to restore this detector exactly."""
+
+    @abstractmethod
+    def set_state(self, meta: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
+        """Restore a state that :meth:`get_state` returned."""
+
+    # -- what a detector may override for speed -------------------------------------------
+
+    def learn(self, ts: Millis, values: Floats) -> None:
+        """Learn from rows in order; by default by streaming them through :meth:`update`."""
+        for t, v in zip(ts.tolist(), values, strict=True):
+            self.update(t, v)
+
+    def score_arrays(self, ts: Millis, values: Floats) -> Floats:
+        """Scores of rows in order, learning as :meth:`update` does (mutates ``self``)."""
+        out = np.empty(len(ts))
+        for i, (t, v) in enumerate(zip(ts.tolist(), values, strict=True)):
+            out[i] = self.update(t, v)
+        return out
+
+    # -- the interface -------------------------------------------------------------------
+
+    def fit(self, history: Frame) -> Self:
+        """Learn from ``history`` (from scratch) and return the detector."""
+        self.reset()
+        ts, values = as_arrays(history, self.name, self.columns)
+        self.columns = self._columns_of(history)
+        self.learn(ts, values)
+        return self
+
+    def score(self, frame: Frame) -> Floats:
+        """Scores in ``[0, 1]`` for every row of ``frame``; the detector is left unchanged."""
+        ts, values = as_arrays(frame, self.name, self.columns)
+        return self.copy().score_arrays(ts, values)
+
+    def copy(self) -> Self:
+        """An independent detector in the same state."""
+        return copy.deepcopy(self)
+
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Write the detector to ``path``; returns the file's SHA-256."""
+        meta, arrays = self.get_state()
+        meta = {**meta, "columns": self.columns}
+        params = self.params.model_dump(mode="json")
+        return artifact.write(path, self.name, self.state_version, params, meta, arrays)
+
+    def _columns_of(self, frame: Frame) -> list[str] | None:
+        if self.columns is not None:
+            return self.columns
+        names = list(frame.columns) if hasattr(frame, "columns") else frame.column_names
+        if "value" in names:
+            return ["value"]
+        return [str(n) for n in names if n not in ("ts", "metric", "entity")]
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(
+        f"parameter {'.'.join(str(p) for p in e['loc'])} = {e.get('input')!r}: {e['msg']}"
+        if e["type"] != "extra_forbidden"
+        else f"unknown parameter {'.'.join(str(p) for p in e['loc'])}"
+        for e in exc.errors()
+    )
+
+
+_REGISTRY: dict[str, type[Detector]] = {}
+D = TypeVar("D", bound=type[Detector])
+
+
+def register(cls: D) -> D:
+    """Class decorator: make a detector available by its ``name``."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"detector name {cls.name!r} is taken by {_REGISTRY[cls.name]}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available() -> list[str]:
+    """The names of every registered detector."""
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def create(name: str, **params: Any) -> Detector:
+    """A new detector of kind ``name`` with ``params``."""
+    _load_builtins()
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        raise UnknownDetectorError(name, list(_REGISTRY))
+    return cls(**params)
+
+
+def load(path: str | os.PathLike[str]) -> Detector:
+    """A detector saved with :meth:`Detector.save`, verified (see :mod:`.artifact`)."""
+    saved = artifact.read(path)
+    _load_builtins()
+    cls = _REGISTRY.get(saved.kind)
+    if cls is None:
+        raise ArtifactError(path, f"detector kind {saved.kind!r} is not known to this perfml")
+    if saved.state_version != cls.state_version:
+        raise ArtifactError(
+            path,
+            f"{saved.kind} state version {saved.state_version}; this perfml "
+            f"reads {cls.state_version} (saved by perfml {saved.perfml_version})",
+        )
+    try:
+        detector = cls(**saved.params)
+    except BadParamsError as exc:
+        raise ArtifactError(path, f"saved parameters are invalid ({exc})") from None
+    meta = dict(saved.meta)
+    detector.columns = meta.pop("columns", None)
+    try:
+        detector.set_state(meta, saved.arrays)
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        raise ArtifactError(path, f"saved state does not fit a {saved.kind} detector ({exc})")
+    return detector
+
+
+_BUILTINS_LOADED: list[Callable[[], None]] = []
+
+
+def _load_builtins() -> None:
+    """Import the built-in detectors once, so that they register themselves."""
+    if not _BUILTINS_LOADED:
+        _BUILTINS_LOADED.append(_load_builtins)
+        from perfml.detectors import builtin  # noqa: F401
+
+

@@ -1,0 +1,40 @@
+"""What can go wrong with detectors and their saved models."""
+
+from pathlib import Path
+
+from perfml.errors import PerfmlError, UsageError
+
+
+class DetectorError(PerfmlError):
+    """The root of the detectors' failures."""
+
+
+class UnknownDetectorError(DetectorError, UsageError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        super().__init__(f"detector {name!r} is not one of {', '.join(sorted(known))}")
+
+
+class BadParamsError(DetectorError, UsageError):
+    def __init__(self, detector: str, problems: str) -> None:
+        super().__init__(f"detector {detector!r}: {problems}")
+
+
+class BadInputError(DetectorError):
+    """A frame handed to a detector lacks what it needs (a ``ts`` column, finite values, ...)."""
+
+    def __init__(self, detector: str, problem: str) -> None:
+        super().__init__(f"detector {detector!r}: {problem}")
+
+
+class NotFittedError(DetectorError):
+    def __init__(self, detector: str) -> None:
+        super().__init__(f"detector {detector!r} must be fitted before it scores")
+
+
+class ArtifactError(DetectorError):
+    """A saved model cannot be loaded: corrupt, truncated, foreign or from another version."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{path}: {problem}")

@@ -1,0 +1,1 @@
+"""Offline evaluation of anomaly detectors: NAB scoring and the classic detection metrics."""

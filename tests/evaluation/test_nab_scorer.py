@@ -1,0 +1,100 @@
+"""The NAB scorer reproduces NAB's published per-file results exactly."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+
+from perfml.evaluation.nab import (
+    PROFILES,
+    score_corpus,
+    score_file,
+    scaled_sigmoid,
+    window_rows,
+)
+from perfml.sources.nab import read_windows
+from perfml.timeparse import to_epoch_ms
+
+NAB = Path(__file__).resolve().parents[3] / "shared" / "data" / "nab"
+
+
+def reference() -> dict[tuple[str, str, str], dict[str, str]]:
+    with open(NAB / "results" / "reference_scores.csv") as handle:
+        return {(r["Detector"], r["Profile"], r["File"]): r for r in csv.DictReader(handle)}
+
+
+def results_of(detector: str) -> dict[str, tuple[np.ndarray, list[tuple[int, int]]]]:
+    windows = read_windows(NAB)
+    series = {}
+    for path in sorted((NAB / "results" / detector / "realAWSCloudwatch").glob("*.csv")):
+        name = "realAWSCloudwatch/" + path.name.removeprefix(f"{detector}_")
+        table = pacsv.read_csv(
+            path,
+            convert_options=pacsv.ConvertOptions(
+                column_types={"timestamp": pa.timestamp("ms"), "anomaly_score": pa.float64()}
+            ),
+        )
+        ts = table.column("timestamp").cast(pa.int64()).to_numpy()
+        spans = [(to_epoch_ms(a), to_epoch_ms(b)) for a, b in windows[name]]
+        series[name] = (table.column("anomaly_score").to_numpy(), window_rows(ts, spans))
+    return series
+
+
+@pytest.mark.parametrize("detector", ["numenta", "null"])
+@pytest.mark.parametrize("profile_name", list(PROFILES))
+def test_reproduces_every_published_file_score(detector, profile_name):
+    expected = {k[2]: v for k, v in reference().items() if k[:2] == (detector, profile_name)}
+    series = results_of(detector)
+    assert set(series) == set(expected)
+    for name, (scores, windows) in series.items():
+        row = expected[name]
+        got = score_file(scores, windows, PROFILES[profile_name], float(row["Threshold"]))
+        assert got.score == pytest.approx(float(row["Score"]), abs=1e-6), name
+        assert (got.tp, got.tn, got.fp, got.fn) == (
+            int(row["TP"]),
+            int(row["TN"]),
+            int(row["FP"]),
+            int(row["FN"]),
+        ), name
+        assert got.total == int(row["Total_Count"])
+
+
+def test_published_numenta_score_on_this_corpus_is_73_4():
+    corpus = score_corpus(results_of("numenta"), PROFILES["standard"], 0.5421876907348634)
+    assert round(corpus.score, 1) == 73.4
+
+
+def test_the_sweep_finds_a_threshold_at_least_as_good_as_the_published_one():
+    series = results_of("numenta")
+    for cost in PROFILES.values():
+        swept = score_corpus(series, cost)
+        published = score_corpus(series, cost, 0.5421876907348634)
+        assert swept.raw >= published.raw - 1e-9
+        at_swept = score_corpus(series, cost, swept.threshold)
+        assert at_swept.raw == pytest.approx(swept.raw)
+        for nudge in (np.nextafter(swept.threshold, 2.0), swept.threshold - 1e-3):
+            assert score_corpus(series, cost, float(nudge)).raw <= swept.raw + 1e-9
+
+
+def test_null_and_perfect_detectors_score_0_and_100():
+    series = results_of("numenta")
+    never = {k: (np.zeros_like(v), w) for k, (v, w) in series.items()}
+    assert score_corpus(never, PROFILES["standard"], 0.5).score == pytest.approx(0.0)
+    perfect = {}
+    for name, (values, windows) in series.items():
+        fire = np.zeros_like(values)
+        for first, _ in windows:
+            fire[first] = 1.0
+        perfect[name] = (fire, windows)
+    assert score_corpus(perfect, PROFILES["standard"], 0.5).score == pytest.approx(100.0)
+
+
+def test_scaled_sigmoid_matches_nab():
+    assert float(scaled_sigmoid(0.0)) == 0.0
+    assert float(scaled_sigmoid(-1.0)) == pytest.approx(0.98661429815)
+    assert float(scaled_sigmoid(3.5)) == -1.0
