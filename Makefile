@@ -17,7 +17,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install -c $(CONSTRAINTS) -e '.[dev]'
+	$(PIP) install -c $(CONSTRAINTS) -e '.[dev,postgres,oci]'
 	touch $@
 
 demo: $(VENV)/.installed
@@ -39,6 +39,7 @@ test: $(VENV)/.installed-dev services lint typecheck
 bench-quick: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/featurestore.py --quick
 
+# The tests exercise the PostgreSQL and OCI integrations, so the dev install includes them.
 # Re-pin every dependency (core, every extra and dev) after changing pyproject.toml, resolved
 # together in a scratch environment so that any combination of extras installs consistently.
 lock:

@@ -76,6 +76,48 @@ class SourcesSettings(_Strict):
     prometheus: PrometheusSettings = PrometheusSettings()
 
 
+class ThresholdSettings(_Strict):
+    """One metric of the promotion gate (MLflow's ``MetricThreshold``)."""
+
+    metric: str
+    min_value: float | None = None
+    min_absolute_change: float | None = None
+    min_relative_change: float | None = None
+    greater_is_better: bool = True
+
+
+def _default_gate() -> tuple[ThresholdSettings, ...]:
+    return (
+        ThresholdSettings(metric="nab_standard", min_absolute_change=0.0),
+        ThresholdSettings(metric="event_f1", min_value=0.0),
+    )
+
+
+class RegistrySettings(_Strict):
+    """Where versions are recorded and their artifacts kept, and the promotion gate."""
+
+    url: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite <workspace>/metadata.db"
+    )
+    artifacts: str | None = Field(
+        None, description="a folder, or oci://HOST[:PORT]/PREFIX; default <workspace>/artifacts"
+    )
+    oci_username_env: str = "PERFML_OCI_USERNAME"
+    oci_password_env: str = "PERFML_OCI_PASSWORD"
+    oci_insecure: bool = False
+    gate: tuple[ThresholdSettings, ...] = Field(default_factory=_default_gate)
+    gate_window: str = "30d"
+
+    _check_window = field_validator("gate_window")(_duration)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError("expected a sqlite:/// or postgresql+psycopg:// URL")
+        return value
+
+
 class DemoSettings(_Strict):
     """The fleet ``make demo`` generates."""
 
@@ -90,6 +132,7 @@ class Settings(_Strict):
     workspace: Path = Path(".perfml")
     featurestore: FeatureStoreSettings = FeatureStoreSettings()
     sources: SourcesSettings = SourcesSettings()
+    registry: RegistrySettings = RegistrySettings()
     demo: DemoSettings = DemoSettings()
 
     @property
@@ -103,6 +146,10 @@ class Settings(_Strict):
     @property
     def artifacts_path(self) -> Path:
         return self.workspace / "artifacts"
+
+    @property
+    def registry_url(self) -> str:
+        return self.registry.url or f"sqlite:///{self.metadata_path.absolute()}"
 
 
 def find_config(explicit: Path | None = None) -> Path | None:
@@ -202,6 +249,26 @@ sources:
     token_env: PERFML_PROMETHEUS_TOKEN
     username: null
     password_env: PERFML_PROMETHEUS_PASSWORD
+
+registry:
+  # SQLAlchemy URL of the metadata database; default: SQLite <workspace>/metadata.db.
+  # At scale: postgresql+psycopg://USER@HOST/DB (the password from PGPASSWORD or .pgpass).
+  url: null
+  # Artifact store: a folder (default <workspace>/artifacts) or oci://HOST[:PORT]/PREFIX for
+  # an OCI registry such as Harbor; its credentials come from these environment variables.
+  artifacts: null
+  oci_username_env: PERFML_OCI_USERNAME
+  oci_password_env: PERFML_OCI_PASSWORD
+  oci_insecure: false
+  # The promotion gate: a candidate replaces an alias's holder only if, evaluated on the same
+  # recent labelled window (gate_window), it clears every threshold (as MLflow's
+  # MetricThreshold: min_value, min_absolute_change, min_relative_change, greater_is_better).
+  gate:
+    - metric: nab_standard
+      min_absolute_change: 0.0
+    - metric: event_f1
+      min_value: 0.0
+  gate_window: 30d
 
 # The fleet `perfml demo` generates and ingests.
 demo:

@@ -31,11 +31,11 @@ WRITER = textwrap.dedent(
 
 
 def consistent(url: str, store: Path, tmp: Path) -> int:
-    registry = ModelRegistry(url, FilesystemArtifactStore(store), deliver_in_background=False)
-    versions = registry.versions("cpu") if registry.models() else []
-    for version in versions:
-        fetched = registry.fetch(version.ref, tmp / f"check-{version.version}")
-        assert sha256_of(fetched) == version.digest
+    with ModelRegistry(url, FilesystemArtifactStore(store), deliver_in_background=False) as reg:
+        versions = reg.versions("cpu") if reg.models() else []
+        for version in versions:
+            fetched = reg.fetch(version.ref, tmp / f"check-{version.version}")
+            assert sha256_of(fetched) == version.digest
     return len(versions)
 
 
@@ -81,3 +81,4 @@ def test_a_kill_during_the_artifact_copy_leaves_no_version(tmp_path):
     assert consistent(url, store, tmp_path) == len(versions)
     again = registry.register("cpu", scratch / "m0.bin", detector="seasonal")
     assert again.version >= 1
+    registry.close()

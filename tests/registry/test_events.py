@@ -117,6 +117,7 @@ def test_failed_deliveries_are_retried_and_survive_a_restart(
         assert later.deliver_events(FAST, now=in_two_minutes) == 1  # a new process retries
         assert (flaky.failures, len(flaky.received)) == (0, 1)  # third attempt went through
         assert later.deliver_events(FAST, now=in_two_minutes) == 0  # delivered once only
+        later.close()
     finally:
         flaky.close()
 

@@ -195,14 +195,14 @@ def test_racing_promotions_leave_one_winner_and_a_consistent_log(
         return {"score": float(version.version)}
 
     def race(version: int) -> None:
-        mine = ModelRegistry(registry_url, store, actor=f"racer-{version}")
-        try:
-            mine.promote(
-                "cpu", version, thresholds=[MetricThreshold("score")], evaluator=evaluator
-            )
-            outcomes[version] = "won"
-        except ConcurrentChangeError as exc:
-            outcomes[version] = str(exc)
+        with ModelRegistry(registry_url, store, actor=f"racer-{version}") as mine:
+            try:
+                mine.promote(
+                    "cpu", version, thresholds=[MetricThreshold("score")], evaluator=evaluator
+                )
+                outcomes[version] = "won"
+            except ConcurrentChangeError as exc:
+                outcomes[version] = str(exc)
 
     threads = [threading.Thread(target=race, args=(v,)) for v in (2, 3, 4, 5)]
     for thread in threads:
@@ -215,3 +215,4 @@ def test_racing_promotions_leave_one_winner_and_a_consistent_log(
     log = setup.history("cpu", "production")
     assert [(e.from_version, e.to_version) for e in log] == [(None, 1), (1, winners[0])]
     assert setup.resolve("cpu@production").version == winners[0]
+    setup.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from perfml import __version__
-from perfml.cli import generate, ingest, setup, store
+from perfml.cli import evaluate, generate, ingest, models, setup, store
 from perfml.cli.state import CliState, err
 from perfml.errors import PerfmlError
 
@@ -25,9 +25,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+app.add_typer(evaluate.app, name="evaluate")
 app.add_typer(generate.app, name="generate")
 app.add_typer(ingest.app, name="ingest")
 app.add_typer(store.app, name="store")
+app.add_typer(models.app, name="models")
 app.command("init")(setup.init)
 app.command("demo")(setup.demo)
 

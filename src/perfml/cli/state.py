@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from rich.progress import (
 from perfml.config import Settings, load_settings
 from perfml.featurestore import FeatureStore
 
-out = Console()
+# Piped output is not cut to 80 columns: tables stay whole for grep and for logs.
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
 
 

@@ -132,7 +132,7 @@ class Detector(ABC):
     def _columns_of(self, frame: Frame) -> list[str] | None:
         if self.columns is not None:
             return self.columns
-        names = list(frame.columns) if hasattr(frame, "columns") else frame.column_names
+        names = frame.column_names if hasattr(frame, "column_names") else list(frame.columns)
         if "value" in names:
             return ["value"]
         return [str(n) for n in names if n not in ("ts", "metric", "entity")]

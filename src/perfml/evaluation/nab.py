@@ -16,7 +16,7 @@ a perfect one, firing once at the start of every window, scores 100.
 >>> scores = np.zeros(100); scores[62] = 1.0
 >>> result = score_file(scores, windows, profile, threshold=0.5)
 >>> round(result.score, 4), result.tp, result.fp, result.fn, result.tn
-(0.8655, 1, 0, 19, 65)
+(0.9913, 1, 0, 19, 65)
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from perfml import __version__
@@ -43,6 +43,25 @@ logger = logging.getLogger(__name__)
 
 Evaluator = Callable[[ModelVersion], Mapping[str, float]]
 """Figures of one version on the gate's labelled window (the same window for every call)."""
+
+
+# The lookups serving makes on every reload, built once: only their parameters change.
+_VERSION_OF_MODEL = (
+    select(db.versions)
+    .join(db.models, db.models.c.id == db.versions.c.model_id)
+    .where(db.models.c.name == bindparam("model"))
+)
+_BY_ALIAS = _VERSION_OF_MODEL.join(
+    db.aliases,
+    (db.aliases.c.model_id == db.versions.c.model_id)
+    & (db.aliases.c.version == db.versions.c.version),
+).where(db.aliases.c.alias == bindparam("alias"))
+_BY_NUMBER = _VERSION_OF_MODEL.where(db.versions.c.version == bindparam("version"))
+_LATEST = _VERSION_OF_MODEL.order_by(db.versions.c.version.desc()).limit(1)
+_HOLDERS = select(db.aliases.c.alias).where(
+    db.aliases.c.model_id == bindparam("model_id"),
+    db.aliases.c.version == bindparam("version"),
+)
 
 
 class PromotionRefusedError(RegistryError):
@@ -103,6 +122,16 @@ class ModelRegistry:
         self._subscribers: list[events.Subscriber] = []
         self._deliver_in_background = deliver_in_background
         self._delivery_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the database connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> ModelRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- models --------------------------------------------------------------------------
 
@@ -251,22 +280,26 @@ class ModelRegistry:
         return self.get(Ref(model, version=number))
 
     def get(self, ref: str | Ref) -> ModelVersion:
-        """One version: ``name:7``, ``name@alias``, or ``name`` for the latest."""
+        """One version: ``name:7``, ``name@alias``, or ``name`` for the latest.
+
+        An alias or a number is found with one joined query (serving resolves on every
+        reload); only a miss takes the slower path that says what is missing.
+        """
         ref = parse_ref(ref) if isinstance(ref, str) else ref
+        if ref.alias is not None:
+            query, params = _BY_ALIAS, {"model": ref.model, "alias": ref.alias}
+        elif ref.version is not None:
+            query, params = _BY_NUMBER, {"model": ref.model, "version": ref.version}
+        else:
+            query, params = _LATEST, {"model": ref.model}
         with self.engine.connect() as con:
-            model_id = self._model_id(con, ref.model)
-            number = self._version_number(con, model_id, ref)
-            row = con.execute(
-                select(db.versions).where(
-                    db.versions.c.model_id == model_id, db.versions.c.version == number
-                )
-            ).first()
+            row = con.execute(query, params).first()
             if row is None:
+                model_id = self._model_id(con, ref.model)  # raises if the model is missing
+                self._version_number(con, model_id, ref)  # raises if the alias is missing
                 raise NotFoundError("version", str(ref))
             holders = con.execute(
-                select(db.aliases.c.alias).where(
-                    db.aliases.c.model_id == model_id, db.aliases.c.version == number
-                )
+                _HOLDERS, {"model_id": row.model_id, "version": row.version}
             ).scalars()
             return _version(ref.model, row, tuple(sorted(holders.all())))
 

@@ -1,0 +1,246 @@
+"""Detector quality on NAB and speed, each against a peer or a floor measured in the same run.
+
+Claims measured:
+- the NAB score (normalised, every profile) of every univariate detector on the
+  realAWSCloudwatch corpus by NAB's protocol, against Numenta HTM's published results for the
+  same files scored in the same run by the same code (ratio ours / HTM);
+- the time the default detector takes to score the whole corpus (target: under 10 s);
+- training time: ``fit`` on a month of 5-minute points of a generated host;
+- scoring throughput in points/s, batch (``score``) and streaming (``update`` per point), on
+  the next months of that host, against a vectorised NumPy rolling z-score over the same points
+  (ratio ours / floor). A multivariate detector scores the host's six metrics together; its
+  points are rows × metrics, as are the floor's.
+
+    python benchmarks/detectors.py [--quick] [--json FILE] [--default NAME] [--detector NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from perfml.detectors import DEFAULT_DETECTOR, Detector, available, create
+from perfml.evaluation.runner import Evaluation, evaluate, nab_tasks, read_results, score_tasks
+from perfml.sources.fleet import METRICS, generate_fleet
+
+NAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
+PROFILES = {"standard": "standard", "low_fp": "reward_low_FP_rate", "low_fn": "reward_low_FN_rate"}
+FLOOR_WINDOW = 288  # a day of 5-minute points
+TARGET_CORPUS_SECONDS = 10.0
+
+
+def best_of(repeats: int, action: Callable[[], object]) -> float:
+    """The shortest of ``repeats`` timings of ``action``, in seconds."""
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - began)
+    return min(times)
+
+
+def nab_scores(result: Evaluation) -> dict[str, float]:
+    return {short: result.score(full) for short, full in PROFILES.items()}
+
+
+def bench_nab(detector: str) -> dict[str, Any]:
+    """Run ``detector`` over the corpus by NAB's protocol (timed) and score it."""
+    tasks = nab_tasks(NAB)
+    began = time.perf_counter()
+    scored = score_tasks(tasks, detector)
+    seconds = time.perf_counter() - began
+    result = evaluate(scored, detector)
+    return {
+        "scores": nab_scores(result),
+        "thresholds": {s: result.profiles[f].corpus.threshold for s, f in PROFILES.items()},
+        "corpus_seconds": seconds,
+        "points": sum(len(s.scores) for s in scored.values()),
+        "series": len(scored),
+    }
+
+
+def bench_peer() -> dict[str, Any]:
+    """Numenta HTM's published per-row scores, scored here by the same code."""
+    name, scored = read_results(NAB, NAB / "results" / "numenta")
+    return {"detector": name, "scores": nab_scores(evaluate(scored, name))}
+
+
+def host_frames(months: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A month of history and the following months of one generated host, all six metrics."""
+    fleet = generate_fleet(hosts=1, months=months, seed=0, drift_months=[])
+    ts = fleet.timestamps()
+    frame = pd.DataFrame({"ts": ts, **fleet.host_values(fleet.host_names[0])})
+    month = int(np.searchsorted(ts, ts[0] + 31 * 86_400_000))
+    return frame.iloc[:month].reset_index(drop=True), frame.iloc[month:].reset_index(drop=True)
+
+
+def floor_scores(history: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """A causal rolling z-score of every column, vectorised: each point against the
+    ``FLOOR_WINDOW`` points before it (the history's tail first)."""
+    both = np.concatenate([history[-FLOOR_WINDOW:], values])
+    sums = np.concatenate([np.zeros((1, both.shape[1])), np.cumsum(both, axis=0)])
+    squares = np.concatenate([np.zeros((1, both.shape[1])), np.cumsum(both**2, axis=0)])
+    rows = np.arange(FLOOR_WINDOW, len(both))
+    mean = (sums[rows] - sums[rows - FLOOR_WINDOW]) / FLOOR_WINDOW
+    var = (squares[rows] - squares[rows - FLOOR_WINDOW]) / FLOOR_WINDOW - mean**2
+    z = np.abs(both[FLOOR_WINDOW:] - mean) / np.sqrt(np.maximum(var, 1e-12))
+    scores: np.ndarray = np.minimum(1.0, z / 6.0).max(axis=1)
+    return scores
+
+
+def bench_speed(
+    detector: str, history: pd.DataFrame, later: pd.DataFrame, stream_rows: int, repeats: int
+) -> dict[str, float]:
+    """Training time and batch and streaming throughput of one detector."""
+    multivariate = create(detector).multivariate
+    columns = list(METRICS) if multivariate else ["cpu_util"]
+
+    def frame(part: pd.DataFrame) -> pd.DataFrame:
+        return part[["ts", *columns]].rename(columns={} if multivariate else {"cpu_util": "value"})
+
+    train, test = frame(history), frame(later)
+    fitted: list[Detector] = []
+    train_s = best_of(repeats, lambda: fitted.append(create(detector).fit(train)))
+    model = fitted[-1]
+    batch_s = best_of(repeats, lambda: model.score(test))
+    streamed = later.iloc[:stream_rows]
+    ts = streamed["ts"].to_numpy()
+    values = streamed[columns].to_numpy()
+    points = values if multivariate else values[:, 0]
+
+    def stream() -> None:
+        online = model.copy()
+        for t, v in zip(ts.tolist(), points, strict=True):
+            online.update(t, v)
+
+    stream_s = best_of(repeats, stream)
+    history_values = history[columns].to_numpy()
+    test_values = later[columns].to_numpy()
+    floor_s = best_of(max(repeats, 3), lambda: floor_scores(history_values, test_values))
+    per_row = len(columns)
+    batch_points = len(test) * per_row
+    floor_pps = batch_points / floor_s
+    return {
+        "multivariate": multivariate,
+        "train_points": len(train) * per_row,
+        "train_s": train_s,
+        "batch_points": batch_points,
+        "batch_points_per_s": batch_points / batch_s,
+        "stream_points": len(streamed) * per_row,
+        "stream_points_per_s": len(streamed) * per_row / stream_s,
+        "floor_points_per_s": floor_pps,
+        "batch_vs_floor": batch_points / batch_s / floor_pps,
+        "stream_vs_floor": len(streamed) * per_row / stream_s / floor_pps,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the default detector only, <1 min")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--default", default=DEFAULT_DETECTOR, help="the detector to headline")
+    parser.add_argument("--detector", action="append", help="bench only these (repeatable)")
+    args = parser.parse_args()
+    known = available()
+    if args.default not in known:
+        raise SystemExit(
+            f"the default detector {args.default!r} is not registered (have: {', '.join(known)})"
+        )
+    chosen = args.detector or ([args.default] if args.quick else known)
+    unknown = [d for d in chosen if d not in known]
+    if unknown:
+        raise SystemExit(f"unknown detector(s) {', '.join(unknown)} (have: {', '.join(known)})")
+    chosen = [args.default, *(d for d in chosen if d != args.default)]
+    univariate = [d for d in chosen if not create(d).multivariate]
+
+    peer = bench_peer()
+    nab = {d: bench_nab(d) for d in univariate}
+    history, later = host_frames(2 if args.quick else 3)
+    stream_rows = 2_000 if args.quick else 10_000
+    repeats = 1 if args.quick else 3
+    speed = {d: bench_speed(d, history, later, stream_rows, repeats) for d in chosen}
+
+    default_nab, default_speed = nab.get(args.default), speed[args.default]
+    print(
+        f"NAB realAWSCloudwatch ({default_nab['series'] if default_nab else 17} files), "
+        "normalised scores; peer: Numenta HTM's published results, scored in this run"
+    )
+    print(
+        f"{'detector':<18} {'standard':>9} {'low_fp':>9} {'low_fn':>9} "
+        f"{'vs HTM std':>11} {'vs HTM fp':>10} {'vs HTM fn':>10} {'corpus s':>9}"
+    )
+    peer_scores = peer["scores"]
+    print(
+        f"{'numenta (peer)':<18} "
+        + " ".join(f"{peer_scores[p]:>9.1f}" for p in PROFILES)
+        + f" {1.0:>11.2f} {1.0:>10.2f} {1.0:>10.2f} {'-':>9}"
+    )
+    ratios: dict[str, dict[str, float]] = {}
+    for name, figures in nab.items():
+        ours = figures["scores"]
+        ratios[name] = {p: ours[p] / peer_scores[p] for p in PROFILES}
+        print(
+            f"{name:<18} "
+            + " ".join(f"{ours[p]:>9.1f}" for p in PROFILES)
+            + f" {ratios[name]['standard']:>11.2f} {ratios[name]['low_fp']:>10.2f}"
+            + f" {ratios[name]['low_fn']:>10.2f} {figures['corpus_seconds']:>9.2f}"
+        )
+    print(
+        f"\nspeed on a generated host: fit on {len(history):,} rows (a month), score the next "
+        f"{len(later):,} rows; floor: NumPy rolling z-score ({FLOOR_WINDOW} points)"
+    )
+    print(
+        f"{'detector':<20} {'train s':>8} {'batch pts/s':>13} {'vs floor':>9} "
+        f"{'stream pts/s':>13} {'vs floor':>9} {'floor pts/s':>13}"
+    )
+    for name, figures in speed.items():
+        label = name + (" (6 metrics)" if figures["multivariate"] else "")
+        print(
+            f"{label:<20} {figures['train_s']:>8.3f} {figures['batch_points_per_s']:>13,.0f} "
+            f"{figures['batch_vs_floor']:>9.3g} {figures['stream_points_per_s']:>13,.0f} "
+            f"{figures['stream_vs_floor']:>9.3g} {figures['floor_points_per_s']:>13,.0f}"
+        )
+    if default_nab is None:
+        print(f"\n{args.default} is multivariate: it has no NAB score on a univariate corpus")
+        figures_nab: dict[str, float | None] = dict.fromkeys(PROFILES)
+        corpus_s = None
+    else:
+        corpus_s = default_nab["corpus_seconds"]
+        verdict = "meets" if corpus_s < TARGET_CORPUS_SECONDS else "MISSES"
+        standard = default_nab["scores"]["standard"]
+        print(
+            f"\ndefault detector {args.default}: NAB standard {standard:.1f} "
+            f"(HTM {peer_scores['standard']:.1f}, ratio {ratios[args.default]['standard']:.2f}); "
+            f"scored the whole corpus ({default_nab['points']:,} points) in {corpus_s:.2f} s, "
+            f"{verdict} the {TARGET_CORPUS_SECONDS:.0f} s target; "
+            f"{default_speed['batch_points_per_s']:,.0f} points/s batch"
+        )
+        figures_nab = dict(default_nab["scores"])
+    figures = {
+        "default_detector": args.default,
+        "quick": args.quick,
+        "nab_standard": figures_nab["standard"],
+        "nab_low_fp": figures_nab["low_fp"],
+        "nab_low_fn": figures_nab["low_fn"],
+        "points_per_s": default_speed["batch_points_per_s"],
+        "points_per_s_vs_floor": default_speed["batch_vs_floor"],
+        "corpus_seconds": corpus_s,
+        "corpus_seconds_target": TARGET_CORPUS_SECONDS,
+        "peer": peer,
+        "nab": nab,
+        "nab_vs_peer": ratios,
+        "speed": speed,
+    }
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
