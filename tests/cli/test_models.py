@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import fixtures.detectors  # noqa: F401  (registers the toy detectors)
@@ -34,7 +35,10 @@ def saved(tmp_path: Path) -> list[Path]:
 def test_the_registry_lifecycle_from_the_command_line(capsys, tmp_path, saved):
     ws = ["-w", str(tmp_path / "ws")]
     for path in saved:
-        code, out, err = run(capsys, *ws, "models", "register", "cpu", str(path), "--tag", "t=1")
+        code, out, err = run(
+            capsys, *ws, "models", "register", "cpu", str(path), "--tag", "t=1",
+            "--feature", "cpu_util",
+        )  # fmt: skip
         assert code == 0, err
     code, out, _ = run(capsys, *ws, "models", "show", "cpu:2", "--json")
     shown = json.loads(out)
@@ -72,9 +76,41 @@ def test_bad_references_and_files_are_one_line_errors(capsys, tmp_path, saved):
     assert "model name '../etc' is not valid" in err
     junk = tmp_path / "junk.zip"
     junk.write_bytes(b"not a zip")
-    code, _, err = run(capsys, *ws, "models", "register", "cpu", str(junk))
+    code, _, err = run(capsys, *ws, "models", "register", "cpu", str(junk), "--feature", "cpu_util")
     assert code == 1
     assert "not a saved perfml detector" in err
     code, _, err = run(capsys, *ws, "models", "show", "cpu@production")
     assert code == 1
     assert err.strip() == "perfml: error: model 'cpu' not found"
+
+
+def test_promotion_is_gated_on_the_same_recent_labelled_window(capsys, tmp_path, saved):
+    ws = ["-w", str(tmp_path / "ws")]
+    fleet = tmp_path / "fleet"
+    run(capsys, "generate", "fleet", "--hosts", "6", "--months", "1", "--seed", "3",
+        "--out", str(fleet))  # fmt: skip
+    assert run(capsys, *ws, "ingest", "nab", str(fleet))[0] == 0
+    kinds = Counter(
+        a["metric"] for a in json.loads((fleet / "fleet.json").read_text())["anomalies"]
+    )
+    metric = kinds.most_common(1)[0][0]
+    for path in saved:
+        register = [*ws, "models", "register", "cpu", str(path), "--feature", metric]
+        assert run(capsys, *register)[0] == 0
+    code, out, err = run(capsys, *ws, "models", "promote", "cpu:1", "--json")
+    assert code == 0, err
+    first = json.loads(out)
+    assert first["gate"]["baseline"] is None
+    assert set(first["gate"]["candidate"]) >= {"nab_standard", "event_f1", "point_f1"}
+    code, out, err = run(capsys, *ws, "models", "promote", "cpu:2", "--json")
+    if code == 0:
+        move = json.loads(out)
+        assert move["gate"]["passed"]
+        assert move["gate"]["candidate"]["nab_standard"] >= move["gate"]["baseline"]["nab_standard"]
+    else:
+        assert "nab_standard: improvement" in err
+        assert "(candidate" in err and "current" in err
+    code, out, _ = run(capsys, *ws, "models", "promote", "cpu:3", "--force", "--reason", "x",
+                       "--json")  # fmt: skip
+    assert code == 0
+    assert json.loads(out)["forced"] is True

@@ -129,6 +129,9 @@ def register(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="model name"),
     artifact: Path = typer.Argument(..., help="a detector saved by perfml"),
+    feature: list[str] = typer.Option(
+        ..., "--feature", help="store metric the model scores (repeatable)"
+    ),
     metric: list[str] | None = typer.Option(None, "--metric", help="KEY=VALUE (repeatable)"),
     tag: list[str] | None = typer.Option(None, "--tag", help="KEY=VALUE (repeatable)"),
     pipeline_run: str | None = typer.Option(None, "--pipeline-run", help="run that made it"),
@@ -151,7 +154,7 @@ def register(
         params=detector.params.model_dump(mode="json"),
         data_start=None if data_start is None else parse_instant(data_start, "--data-start"),
         data_end=None if data_end is None else parse_instant(data_end, "--data-end"),
-        features=detector.columns or [],
+        features=feature,
         pipeline_run=pipeline_run,
         metrics=metrics,
         tags=_pairs(tag, "--tag"),

@@ -19,15 +19,19 @@ def register_detector(
     model: str,
     detector: Detector,
     *,
+    features: Sequence[str],
     data_start: datetime | None = None,
     data_end: datetime | None = None,
-    features: Sequence[str] = (),
     pipeline_run: str | None = None,
     metrics: Mapping[str, float] | None = None,
     tags: Mapping[str, str] | None = None,
     description: str = "",
 ) -> ModelVersion:
-    """Save ``detector`` in its safe form and register it as a new version of ``model``."""
+    """Save ``detector`` in its safe form and register it as a new version of ``model``.
+
+    ``features`` are the store metrics the model scores: one for a univariate detector (applied
+    to each entity's series of it), all of its columns for a multivariate one.
+    """
     with tempfile.TemporaryDirectory(prefix="perfml-register-") as scratch:
         path = Path(scratch) / "model.zip"
         detector.save(path)
@@ -38,7 +42,7 @@ def register_detector(
             params=detector.params.model_dump(mode="json"),
             data_start=data_start,
             data_end=data_end,
-            features=list(features) or list(detector.columns or []),
+            features=list(features),
             pipeline_run=pipeline_run,
             metrics=metrics,
             tags=tags,
