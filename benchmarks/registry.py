@@ -125,7 +125,8 @@ def main() -> None:
             figures["postgresql"] = measure(url, pg_scratch, versions, resolves)
     sqlite = figures["sqlite"]
     floor = figures["sqlite_floor"]
-    assert isinstance(sqlite, dict) and isinstance(floor, dict)
+    assert isinstance(sqlite, dict)
+    assert isinstance(floor, dict)
     figures["resolve_p99_ms_sqlite"] = sqlite["resolve"]["p99_ms"]
     figures["resolve_vs_raw_sqlite"] = floor["p50_ms"] / sqlite["resolve"]["p50_ms"]
     print(f"{'backend':<12} {'op':<9} {'versions':>9} {'p50 ms':>8} {'p99 ms':>8}")

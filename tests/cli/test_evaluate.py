@@ -102,7 +102,7 @@ def test_a_detector_runs_on_the_corpus_with_its_parameters(capsys, tmp_path, nab
     assert code == 0, err
     document = json.loads(target.read_text())
     assert_document_shape(document, RollingZScore.name, nab_files)
-    assert f"{RollingZScore.name} scored 17 series, 67,740 points" in out
+    assert f"{RollingZScore.name} scored 17 series, 67,740 rows" in out
     for name in ("standard", "low_fp", "low_fn"):
         assert name in out
     # other parameters, other scores: the parameters reached the detector

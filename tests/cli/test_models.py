@@ -6,10 +6,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import fixtures.detectors  # noqa: F401  (registers the toy detectors)
 import pytest
-from fixtures.points import make_points
 
+import fixtures.detectors  # noqa: F401  (registers the toy detectors)
+from fixtures.points import make_points
 from perfml.cli.app import main
 from perfml.detectors import create
 
@@ -66,7 +66,8 @@ def test_the_registry_lifecycle_from_the_command_line(capsys, tmp_path, saved):
     assert "toy_rolling_zscore" in out
     assert run(capsys, *ws, "models", "show", "cpu:1", "--json")[1].count('"stage": "old"') == 1
     code, out, _ = run(capsys, *ws, "models", "history", "cpu")
-    assert "rollback" in out and "bad" in out
+    assert "rollback" in out
+    assert "bad" in out
 
 
 def test_bad_references_and_files_are_one_line_errors(capsys, tmp_path, saved):
@@ -109,7 +110,8 @@ def test_promotion_is_gated_on_the_same_recent_labelled_window(capsys, tmp_path,
         assert move["gate"]["candidate"]["nab_standard"] >= move["gate"]["baseline"]["nab_standard"]
     else:
         assert "nab_standard: improvement" in err
-        assert "(candidate" in err and "current" in err
+        assert "(candidate" in err
+        assert "current" in err
     code, out, _ = run(capsys, *ws, "models", "promote", "cpu:3", "--force", "--reason", "x",
                        "--json")  # fmt: skip
     assert code == 0

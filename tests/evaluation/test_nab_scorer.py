@@ -12,9 +12,9 @@ import pytest
 
 from perfml.evaluation.nab import (
     PROFILES,
+    scaled_sigmoid,
     score_corpus,
     score_file,
-    scaled_sigmoid,
     window_rows,
 )
 from perfml.sources.nab import read_windows

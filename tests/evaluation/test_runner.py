@@ -218,7 +218,7 @@ def test_a_multivariate_detector_scores_each_host_after_fitting_on_15_percent(fl
             m: t.column("value") for m, t in zip(METRICS, tables, strict=True)
         }
         wide = pa.table(frame)
-        model = create("toy_running_zscore").fit(wide.slice(0, fit).to_pandas())
+        model = create("toy_running_zscore").fit(wide.slice(0, fit))
         np.testing.assert_array_equal(one.scores, model.score(wide.slice(fit)))
 
 

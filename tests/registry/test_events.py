@@ -31,7 +31,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if receiver.failures > 0:
                     receiver.failures -= 1
@@ -122,9 +122,7 @@ def test_failed_deliveries_are_retried_and_survive_a_restart(
         flaky.close()
 
 
-def test_a_webhook_that_never_answers_is_given_up_after_the_attempts(
-    registry, make_artifact
-):
+def test_a_webhook_that_never_answers_is_given_up_after_the_attempts(registry, make_artifact):
     dead = Receiver(failures=100)
     try:
         registry.add_webhook(dead.url, "k")

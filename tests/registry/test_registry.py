@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 from datetime import UTC, datetime
 
@@ -23,9 +24,7 @@ def register(registry, make_artifact, content: bytes, **meta):
     return registry.register("cpu", make_artifact(content), **meta)
 
 
-def test_versions_are_numbered_content_addressed_and_carry_their_lineage(
-    registry, make_artifact
-):
+def test_versions_are_numbered_content_addressed_and_carry_their_lineage(registry, make_artifact):
     start, end = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC)
     first = register(
         registry,
@@ -116,7 +115,8 @@ def test_force_promotes_past_the_gate_and_is_recorded(registry, make_artifact):
     gate = [MetricThreshold("f1", min_absolute_change=0.0)]
     promotion = registry.promote("cpu", 2, thresholds=gate, force=True, reason="hotfix")
     assert promotion.move.forced
-    assert promotion.gate is not None and not promotion.gate.passed
+    assert promotion.gate is not None
+    assert not promotion.gate.passed
     entry = registry.history("cpu")[-1]
     assert (entry.forced, entry.reason, entry.actor) == (True, "hotfix", "tester")
     assert entry.gate["failures"]
@@ -140,8 +140,9 @@ def test_rollback_walks_back_through_previous_holders(registry, make_artifact):
         ("rollback", 2, 1),
     ]
     assert [e.revision for e in log] == [1, 2, 3, 4, 5]
-    assert log[0].reason == "release 1" and log[3].reason == "bad release"
-    assert all(e.at <= f.at for e, f in zip(log, log[1:], strict=False))
+    assert log[0].reason == "release 1"
+    assert log[3].reason == "bad release"
+    assert all(e.at <= f.at for e, f in itertools.pairwise(log))
 
 
 def test_a_version_held_by_an_alias_cannot_be_deleted(registry, make_artifact):

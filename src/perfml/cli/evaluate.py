@@ -134,9 +134,9 @@ def _score(
         task = bar.add_task(f"scoring with {detector}", total=len(tasks))
         advance: Callable[[str], None] = lambda _key: bar.advance(task)  # noqa: E731
         scored = score_tasks(tasks, detector, params, workers=workers, on_series=advance)
-    points = sum(len(s.scores) for s in scored.values())
+    rows = sum(len(s.scores) for s in scored.values())
     seconds = time.perf_counter() - began
-    out.print(f"{detector} scored {len(scored):,} series, {points:,} points in {seconds:.1f} s")
+    out.print(f"{detector} scored {len(scored):,} series, {rows:,} rows in {seconds:.1f} s")
     return scored
 
 
@@ -153,7 +153,7 @@ def print_files(result: Evaluation, cost: str, groups: dict[str, str]) -> None:
         # One category, as in NAB's subsets: it goes in the title, the rows name the files.
         where = f" on {categories.pop()}"
         rows = {key.split("/", 1)[1]: files for key, files in rows.items()}
-    title = f"{result.detector}{where}, profile {cost}, threshold {corpus.threshold:.4g}"
+    title = f"{result.detector}{where}, profile {cost}, threshold {corpus.threshold:.6g}"
     table = Table(title=title)
     table.add_column("metric" if grouped else "file", overflow="fold")
     for heading in ("normalised" if grouped else "score", "TP", "FP", "FN", "TN"):

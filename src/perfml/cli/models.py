@@ -58,7 +58,9 @@ def _time(value: datetime | None) -> str:
 
 
 @app.command("list")
-def list_models(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+def list_models(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)
+) -> None:
     """Every model, its latest version and its aliases."""
     found = _registry(ctx).models()
     if as_json:
@@ -146,7 +148,9 @@ def register(
         try:
             metrics[key] = float(value)
         except ValueError:
-            raise typer.BadParameter(f"{key}={value!r} is not a number", "--metric") from None
+            raise typer.BadParameter(
+                f"{key}={value!r} is not a number", param_hint="--metric"
+            ) from None
     version = _registry(ctx).register(
         model,
         artifact,
@@ -197,7 +201,9 @@ def _gate_evaluator(ctx: typer.Context, registry: ModelRegistry) -> Any:
     from perfml.evaluation.gate import LabelledWindowEvaluator
 
     settings = state(ctx).settings
-    return LabelledWindowEvaluator.recent(registry, state(ctx).store(), settings.registry.gate_window)
+    return LabelledWindowEvaluator.recent(
+        registry, state(ctx).store(), settings.registry.gate_window
+    )
 
 
 @app.command("rollback")
@@ -270,9 +276,7 @@ def tag(
 
 
 @app.command("delete-version")
-def delete_version(
-    ctx: typer.Context, ref: str = typer.Argument(..., help="NAME:VERSION")
-) -> None:
+def delete_version(ctx: typer.Context, ref: str = typer.Argument(..., help="NAME:VERSION")) -> None:
     """Delete a version and its artifact (refused while an alias holds it)."""
     parsed = parse_ref(ref)
     if parsed.version is None:

@@ -31,7 +31,6 @@ import copy
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
@@ -108,14 +107,13 @@ class Detector(ABC):
     def fit(self, history: Frame) -> Self:
         """Learn from ``history`` (from scratch) and return the detector."""
         self.reset()
-        ts, values = as_arrays(history, self.name, self.columns)
-        self.columns = self._columns_of(history)
+        ts, values, self.columns = as_arrays(history, self.name)
         self.learn(ts, values)
         return self
 
     def score(self, frame: Frame) -> Floats:
         """Scores in ``[0, 1]`` for every row of ``frame``; the detector is left unchanged."""
-        ts, values = as_arrays(frame, self.name, self.columns)
+        ts, values, _ = as_arrays(frame, self.name, self.columns)
         return self.copy().score_arrays(ts, values)
 
     def copy(self) -> Self:
@@ -128,14 +126,6 @@ class Detector(ABC):
         meta = {**meta, "columns": self.columns}
         params = self.params.model_dump(mode="json")
         return artifact.write(path, self.name, self.state_version, params, meta, arrays)
-
-    def _columns_of(self, frame: Frame) -> list[str] | None:
-        if self.columns is not None:
-            return self.columns
-        names = frame.column_names if hasattr(frame, "column_names") else list(frame.columns)
-        if "value" in names:
-            return ["value"]
-        return [str(n) for n in names if n not in ("ts", "metric", "entity")]
 
 
 def _problems(exc: ValidationError) -> str:
@@ -196,7 +186,9 @@ def load(path: str | os.PathLike[str]) -> Detector:
     try:
         detector.set_state(meta, saved.arrays)
     except (KeyError, ValueError, TypeError, IndexError) as exc:
-        raise ArtifactError(path, f"saved state does not fit a {saved.kind} detector ({exc})")
+        raise ArtifactError(
+            path, f"saved state does not fit a {saved.kind} detector ({exc})"
+        ) from None
     return detector
 
 
@@ -208,5 +200,3 @@ def _load_builtins() -> None:
     if not _BUILTINS_LOADED:
         _BUILTINS_LOADED.append(_load_builtins)
         from perfml.detectors import builtin  # noqa: F401
-
-

@@ -1,6 +1,6 @@
 """What can go wrong with detectors and their saved models."""
 
-from pathlib import Path
+import os
 
 from perfml.errors import PerfmlError, UsageError
 
@@ -35,6 +35,6 @@ class NotFittedError(DetectorError):
 class ArtifactError(DetectorError):
     """A saved model cannot be loaded: corrupt, truncated, foreign or from another version."""
 
-    def __init__(self, path: Path | str, problem: str) -> None:
+    def __init__(self, path: os.PathLike[str] | str, problem: str) -> None:
         self.path = str(path)
         super().__init__(f"{path}: {problem}")

@@ -19,15 +19,18 @@ Millis: TypeAlias = npt.NDArray[np.int64]
 
 def as_arrays(
     frame: Frame, detector: str, columns: Sequence[str] | None = None
-) -> tuple[Millis, Floats]:
-    """``(ts in epoch ms, values)``: values 1-D for one value column, else 2-D (rows × columns).
+) -> tuple[Millis, Floats, list[str]]:
+    """``(ts in epoch ms, values, columns)``: values 1-D for one value column, else 2-D
+    (rows × columns); ``columns`` names the value columns read.
 
     Without ``columns``, a frame with a ``value`` column gives that column; otherwise every
     numeric column but ``ts`` (and the long format's ``metric`` and ``entity``), in order.
     """
-    table = pa.Table.from_pandas(frame, preserve_index=False) if isinstance(
-        frame, pd.DataFrame
-    ) else (pa.Table.from_batches([frame]) if isinstance(frame, pa.RecordBatch) else frame)
+    table = (
+        pa.Table.from_pandas(frame, preserve_index=False)
+        if isinstance(frame, pd.DataFrame)
+        else (pa.Table.from_batches([frame]) if isinstance(frame, pa.RecordBatch) else frame)
+    )
     if "ts" not in table.column_names:
         raise BadInputError(detector, f"the frame has no 'ts' column (has {table.column_names})")
     ts_column = table.column("ts")
@@ -59,4 +62,4 @@ def as_arrays(
     )
     if len(millis) > 1 and np.any(np.diff(millis) < 0):
         raise BadInputError(detector, "'ts' must not go backwards (sort the frame by ts)")
-    return millis, values[:, 0].copy() if len(columns) == 1 else values
+    return millis, values[:, 0].copy() if len(columns) == 1 else values, list(columns)

@@ -74,8 +74,7 @@ class LabelledWindowEvaluator:
             raise GateDataError("labelled anomaly windows", self.start, self.end)
         nab = score_corpus(scored, PROFILES["standard"])
         detected = DetectionMetrics.combine(
-            detection_metrics(values, nab.threshold, windows)
-            for values, windows in scored.values()
+            detection_metrics(values, nab.threshold, windows) for values, windows in scored.values()
         )
         summary = detected.summary()
         return {

@@ -22,7 +22,7 @@ a perfect one, firing once at the start of every window, scores 100.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -223,7 +223,7 @@ def score_corpus(
     )
 
 
-def best_threshold(prepared: Sequence[tuple[Floats, Weights]] | object) -> float:
+def best_threshold(prepared: Iterable[tuple[Floats, Weights]]) -> float:
     """The threshold maximising the corpus raw score, over every distinct anomaly score.
 
     Lowering the threshold past a score adds the detections at that score: a false positive
@@ -235,7 +235,7 @@ def best_threshold(prepared: Sequence[tuple[Floats, Weights]] | object) -> float
     base = 0.0
     window_offset = 0
     window_fn: list[float] = []
-    for values, w in prepared:  # type: ignore[attr-defined]
+    for values, w in prepared:
         scored = slice(w.probation, None)
         values_parts.append(values[scored])
         weight_parts.append(w.row_weight[scored])

@@ -335,7 +335,7 @@ def run_task(task: SeriesTask, detector: str, params: Mapping[str, Any]) -> Scor
     model = create(detector, **params)
     if task.fit_fraction > 0.0:
         fit_rows = math.floor(task.fit_fraction * frame.num_rows)
-        model.fit(_history(frame, fit_rows))
+        model.fit(frame.slice(0, fit_rows))
         scores = model.score(frame.slice(fit_rows))
         ts = ts[fit_rows:]
     else:
@@ -343,7 +343,7 @@ def run_task(task: SeriesTask, detector: str, params: Mapping[str, Any]) -> Scor
             scores = model.score(frame)
         except NotFittedError:
             probation = probation_rows(frame.num_rows)
-            model = create(detector, **params).fit(_history(frame, probation))
+            model = create(detector, **params).fit(frame.slice(0, probation))
             scores = np.concatenate([np.zeros(probation), model.score(frame.slice(probation))])
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != ts.shape or not np.isfinite(scores).all():
@@ -352,13 +352,6 @@ def run_task(task: SeriesTask, detector: str, params: Mapping[str, Any]) -> Scor
         )
     windows = merge_windows(window_rows(ts, task.windows))
     return ScoredSeries(task.key, scores, tuple(windows), ts)
-
-
-def _history(frame: pa.Table, rows: int) -> pd.DataFrame:
-    """The first ``rows`` rows to fit on, as pandas: ``Detector.fit`` takes the value columns'
-    names from ``frame.columns``, which only pandas' frames hold as names."""
-    history: pd.DataFrame = frame.slice(0, rows).to_pandas()
-    return history
 
 
 def _read_frame(task: SeriesTask) -> pa.Table:

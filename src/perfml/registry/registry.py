@@ -286,6 +286,7 @@ class ModelRegistry:
         reload); only a miss takes the slower path that says what is missing.
         """
         ref = parse_ref(ref) if isinstance(ref, str) else ref
+        params: dict[str, str | int]
         if ref.alias is not None:
             query, params = _BY_ALIAS, {"model": ref.model, "alias": ref.alias}
         elif ref.version is not None:

@@ -1,0 +1,177 @@
+"""The streaming detector: what it flags, what it leaves alone, and how well it does on NAB."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from perfml.detectors import DEFAULT_DETECTOR, create, load
+from perfml.detectors.errors import BadInputError
+from perfml.detectors.streaming import StreamingDetector
+from perfml.evaluation.nab import PROFILES, score_corpus, window_rows
+from perfml.sources.nab import iter_corpus
+from perfml.timeparse import to_epoch_ms
+
+NAB = Path(__file__).resolve().parents[3] / "shared" / "data" / "nab"
+DAY = 288  # five-minute samples
+AT = 8 * DAY + 100  # where the anomalies go: two thirds into the series, mid-morning
+
+
+def periodic(days: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Five-minute samples of a daily cycle with a little noise."""
+    i = np.arange(days * DAY)
+    ts = 1_700_000_000_000 + i.astype(np.int64) * 300_000
+    noise = np.random.default_rng(seed).normal(0.0, 1.0, i.size)
+    return ts, 50.0 + 10.0 * np.sin(2 * np.pi * i / DAY) + noise
+
+
+def scores_of(ts: np.ndarray, values: np.ndarray, **params: float) -> np.ndarray:
+    return create("streaming", **params).score_arrays(ts, values)
+
+
+def frame(ts: np.ndarray, values: np.ndarray) -> pa.Table:
+    return pa.table({"ts": pa.array(ts, pa.timestamp("ms", tz="UTC")), "value": values})
+
+
+def test_it_is_the_default_detector() -> None:
+    assert DEFAULT_DETECTOR == "streaming"
+    assert type(create(DEFAULT_DETECTOR)) is StreamingDetector
+
+
+def test_a_steady_daily_cycle_scores_low_once_learnt() -> None:
+    ts, values = periodic()
+    scores = scores_of(ts, values)
+    assert scores[2 * DAY :].max() < 0.3
+    assert np.quantile(scores[2 * DAY :], 0.99) < 0.1
+
+
+def spike(values: np.ndarray) -> None:
+    values[AT] += 25.0
+
+
+def level_shift(values: np.ndarray) -> None:
+    values[AT:] += 25.0
+
+
+def dip(values: np.ndarray) -> None:
+    values[AT] = 20.0
+
+
+@pytest.mark.parametrize("change", [spike, level_shift, dip])
+def test_a_change_scores_high_where_it_starts(change: Callable[[np.ndarray], None]) -> None:
+    ts, values = periodic()
+    change(values)
+    scores = scores_of(ts, values)
+    assert scores[AT] > 0.6
+    assert scores[AT] > 2 * scores[2 * DAY : AT].max()
+
+
+def test_a_burst_of_noise_is_flagged_within_the_hour() -> None:
+    ts, values = periodic()
+    noisy = values.copy()
+    noisy[AT:] += np.random.default_rng(1).normal(0.0, 8.0, noisy.size - AT)
+    scores = scores_of(ts, noisy)
+    assert scores[AT : AT + 12].max() > 0.6
+    assert scores[AT : AT + 12].max() > 2 * scores[2 * DAY : AT].max()
+
+
+def test_a_value_seen_at_this_time_of_day_is_not_an_anomaly() -> None:
+    """A daily batch job: a high plateau every night at 02:00 is expected there."""
+    ts, values = periodic()
+    nightly = values.copy()
+    for day in range(10):
+        nightly[day * DAY + 24 : day * DAY + 30] += 40.0
+    scores = scores_of(ts, nightly)
+    assert scores[2 * DAY :].max() < 0.1
+    # The same plateau at another time of day: a value seen (the global and recent experts
+    # know it) in a new context (the phase expert does not), so raised but no novelty.
+    off_time = nightly.copy()
+    off_time[AT : AT + 6] += 40.0
+    assert scores_of(ts, off_time)[AT] > 5 * scores[2 * DAY :].max()
+
+
+def test_a_jump_after_a_constant_stretch_scores_high() -> None:
+    ts = np.arange(1000, dtype=np.int64) * 60_000
+    values = np.full(1000, 7.0)
+    values[900:] = 8.0
+    scores = scores_of(ts, values)
+    assert scores[:900].max() < 0.01
+    assert scores[900] > 0.5
+
+
+def test_the_scale_of_the_values_does_not_matter() -> None:
+    ts, values = periodic()
+    values[AT] += 25.0
+    # A power of two scales every comparison exactly, so the scores are the same bits.
+    np.testing.assert_array_equal(scores_of(ts, values * 2.0**30), scores_of(ts, values))
+    np.testing.assert_array_equal(scores_of(ts, values * 2.0**-20), scores_of(ts, values))
+
+
+def test_missing_values_score_zero_and_teach_nothing() -> None:
+    ts, values = periodic()
+    gappy = values.copy()
+    missing = np.zeros(values.size, dtype=bool)
+    missing[np.random.default_rng(2).random(values.size) < 0.05] = True
+    missing[AT - 50 : AT - 20] = True
+    gappy[missing] = np.nan
+    gappy[AT - 10] = np.inf
+    missing[AT - 10] = True
+    scores = scores_of(ts, gappy)
+    assert np.all(scores[missing] == 0.0)
+    np.testing.assert_array_equal(scores[~missing], scores_of(ts[~missing], values[~missing]))
+
+
+def test_scoring_a_frame_equals_updating_and_learning_row_by_row() -> None:
+    ts, values = periodic(days=4)
+    values[600] = np.nan
+    values[800] += 30.0
+    detector = create("streaming")
+    by_row = [detector.update(t, v) for t, v in zip(ts.tolist(), values.tolist(), strict=True)]
+    np.testing.assert_array_equal(create("streaming").score(frame(ts, values)), by_row)
+    learnt = create("streaming")
+    learnt.learn(ts[:700], values[:700])
+    np.testing.assert_array_equal(learnt.score_arrays(ts[700:], values[700:]), by_row[700:])
+
+
+@pytest.mark.parametrize("history", [8064, 300])
+def test_a_saved_detector_goes_on_exactly_as_the_original(tmp_path: Path, history: int) -> None:
+    """Also once the history is full and old points leave every memory (``history=300``)."""
+    ts, values = periodic(days=6)
+    values[5 * DAY] -= 30.0
+    original = create("streaming", history=history).fit(frame(ts[: 4 * DAY], values[: 4 * DAY]))
+    original.save(tmp_path / "model.zip")
+    loaded = load(tmp_path / "model.zip")
+    assert loaded.params == original.params
+    later = ts[4 * DAY :].tolist(), values[4 * DAY :].tolist()
+    for t, v in zip(*later, strict=True):
+        assert loaded.update(t, v) == original.update(t, v)
+    meta, arrays = original.get_state()
+    assert len(arrays["values"]) == min(history, 6 * DAY)
+    assert loaded.get_state()[0] == meta
+
+
+def test_more_than_one_value_column_is_refused() -> None:
+    detector = create("streaming")
+    with pytest.raises(BadInputError, match="one value column"):
+        detector.update(0, np.array([1.0, 2.0]))
+    with pytest.raises(BadInputError, match="one value column"):
+        detector.score_arrays(np.arange(3, dtype=np.int64), np.ones((3, 2)))
+
+
+def test_nab_aws_standard_score_beats_numenta_htm() -> None:
+    """NAB's protocol: each file from scratch, one threshold for the corpus (HTM: 73.4)."""
+    series = {}
+    for one in iter_corpus(NAB):
+        table = one.read()
+        ts = table.column("ts").cast(pa.int64()).to_numpy()
+        spans = [(to_epoch_ms(start), to_epoch_ms(end)) for start, end in one.windows]
+        series[one.key] = (create("streaming").score(table), window_rows(ts, spans))
+    assert len(series) == 17
+    standard = score_corpus(series, PROFILES["standard"])
+    assert standard.score >= 75.0
+    assert score_corpus(series, PROFILES["reward_low_FP_rate"]).score >= 70.0
+    assert score_corpus(series, PROFILES["reward_low_FN_rate"]).score >= 78.0
