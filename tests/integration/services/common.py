@@ -9,7 +9,8 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, TypeVar
+from types import TracebackType
+from typing import IO, Self, TypeVar
 
 import httpx
 import pytest
@@ -95,6 +96,28 @@ def wait_for_http(
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"{url} did not answer 200 within {timeout:g}s; last: {last}")
             time.sleep(0.1)
+
+
+class Service:
+    """A real service a test starts and stops; ``with`` starts it and always stops it."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 class ServiceProcess:

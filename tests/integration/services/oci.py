@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tests.integration.services.common import (
+    Service,
     ServiceProcess,
     ServiceStartError,
     free_port,
@@ -34,7 +35,7 @@ from tests.integration.services.common import (
 )
 
 
-class OciRegistry:
+class OciRegistry(Service):
     """A Docker Distribution registry (Debian's ``docker-registry``) of its own for a test, on a
     free loopback port, storing in ``workdir/storage``, with deletes enabled unless
     ``delete_enabled=False``.
@@ -74,18 +75,6 @@ class OciRegistry:
         self.config_path = workdir / "registry.yml"
         self.ca_path: Path | None = workdir / "ca.pem" if tls else None
         self.service: ServiceProcess | None = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Write the config, start the registry and wait until ``/v2/`` answers 200."""

@@ -15,12 +15,13 @@ import stat
 import subprocess
 import tempfile
 from pathlib import Path
-from types import ModuleType, TracebackType
-from typing import Any, NoReturn, Self
+from types import ModuleType
+from typing import Any, NoReturn
 
 import pytest
 from tests.integration.services.common import (
     PROVISION_SCRIPT,
+    Service,
     ServiceProcess,
     ServiceStartError,
     free_port,
@@ -75,7 +76,7 @@ def _traversable_by_all(path: Path) -> bool:
     return all(os.stat(part).st_mode & stat.S_IXOTH for part in (path, *path.parents))
 
 
-class PostgresServer:
+class PostgresServer(Service):
     """A PostgreSQL cluster of its own for tests, on a free loopback port, removed afterwards.
 
     Its superuser ``perfml`` has a random password (scram-sha-256, over TCP on 127.0.0.1 only;
@@ -105,18 +106,6 @@ class PostgresServer:
         self.url = self.database_url(self.database)
         self.cluster_dir: Path | None = None
         self.service: ServiceProcess | None = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def database_url(self, name: str) -> str:
         """The SQLAlchemy URL of the database ``name`` on this server."""

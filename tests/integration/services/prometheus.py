@@ -13,13 +13,14 @@ import bcrypt
 import httpx
 from prometheus_client import CollectorRegistry, start_http_server
 from tests.integration.services.common import (
+    Service,
     ServiceProcess,
     free_port,
     require_binary,
 )
 
 
-class PrometheusServer:
+class PrometheusServer(Service):
     """A Prometheus of its own for one test: config and data in ``workdir``, on a free port.
 
     ``targets`` are the ``host:port`` addresses it scrapes (job ``job``) every
@@ -53,18 +54,6 @@ class PrometheusServer:
         self.config_path = workdir / "prometheus.yml"
         self.web_config_path = workdir / "web.yml"
         self.service: ServiceProcess | None = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Write the config, start Prometheus and wait until ``/-/ready`` answers."""
