@@ -15,8 +15,9 @@ from perfml.registry import (
     ModelRegistry,
     PromotionRefusedError,
 )
+from perfml.registry.aliases import NothingToRollBackError
 from perfml.registry.errors import ArtifactIntegrityError, InvalidNameError, NotFoundError
-from perfml.registry.registry import AliasHeldError, NothingToRollBackError
+from perfml.registry.registry import AliasHeldError
 
 
 def register(registry, make_artifact, content: bytes, **meta):

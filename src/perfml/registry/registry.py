@@ -23,7 +23,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,16 +32,15 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from perfml import __version__
 from perfml.registry import db, events
+from perfml.registry.aliases import (
+    AliasBook,
+)
 from perfml.registry.artifacts import ArtifactStore, sha256_of
 from perfml.registry.errors import NotFoundError, RegistryError
-from perfml.registry.gate import GateResult, MetricThreshold, check
 from perfml.registry.names import Ref, check_name, parse_ref
-from perfml.registry.records import AliasMove, Model, ModelVersion, instant
+from perfml.registry.records import Model, ModelVersion, instant
 
 logger = logging.getLogger(__name__)
-
-Evaluator = Callable[[ModelVersion], Mapping[str, float]]
-"""Figures of one version on the gate's labelled window (the same window for every call)."""
 
 
 # The lookups serving makes on every reload, built once: only their parameters change.
@@ -64,45 +62,12 @@ _HOLDERS = select(db.aliases.c.alias).where(
 )
 
 
-class PromotionRefusedError(RegistryError):
-    """The candidate did not clear the gate; the message lists every failed threshold."""
-
-    def __init__(self, target: str, candidate: int, gate: GateResult) -> None:
-        self.gate = gate
-        super().__init__(
-            f"promotion of version {candidate} to {target} refused: " + "; ".join(gate.failures)
-        )
-
-
-class ConcurrentChangeError(RegistryError):
-    """The alias moved between reading it and moving it: another change won the race."""
-
-    def __init__(self, target: str, seen: int | None, now: int | None) -> None:
-        super().__init__(
-            f"{target} moved from version {seen} to {now} while this change was being "
-            "decided; nothing was changed — decide again against the new holder"
-        )
-
-
 class AliasHeldError(RegistryError):
     def __init__(self, ref: str, holders: Sequence[str]) -> None:
         super().__init__(f"{ref} is held by alias(es) {', '.join(holders)}; move them first")
 
 
-class NothingToRollBackError(RegistryError):
-    def __init__(self, target: str) -> None:
-        super().__init__(f"{target} has no previous holder to roll back to")
-
-
-@dataclass(frozen=True)
-class Promotion:
-    """What a promotion did: the audit entry and the gate's verdict (None when skipped)."""
-
-    move: AliasMove
-    gate: GateResult | None
-
-
-class ModelRegistry:
+class ModelRegistry(AliasBook):
     """Models and their versions in a SQL database, artifacts in an :class:`ArtifactStore`."""
 
     def __init__(
@@ -407,181 +372,6 @@ class ModelRegistry:
         self._announce(event)
         return version
 
-    # -- aliases -------------------------------------------------------------------------
-
-    def set_alias(
-        self, model: str, alias: str, version: int, reason: str = "", forced: bool = False
-    ) -> AliasMove:
-        """Point ``model@alias`` at ``version`` without a gate (a manual move, e.g. staging)."""
-        check_name("alias", alias)
-        self.get(Ref(model, version=version))
-        seen = self._alias_state(model, alias)
-        return self._move(model, alias, "set", seen, version, reason, forced, None)
-
-    def promote(
-        self,
-        model: str,
-        version: int,
-        alias: str = "production",
-        *,
-        thresholds: Sequence[MetricThreshold] = (),
-        evaluator: Evaluator | None = None,
-        force: bool = False,
-        reason: str = "",
-    ) -> Promotion:
-        """Move ``model@alias`` to ``version`` if it clears the gate against the holder.
-
-        Both are evaluated by ``evaluator`` on the same data; without one, the versions'
-        recorded metrics are compared. ``force`` skips the verdict (the figures are still
-        recorded when available) and is recorded as forced.
-        """
-        check_name("alias", alias)
-        candidate = self.get(Ref(model, version=version))
-        seen = self._alias_state(model, alias)
-        target = f"{model}@{alias}"
-        if seen is not None and seen[0] == version:
-            raise RegistryError(f"{target} already holds version {version}")
-        gate = None
-        if thresholds or evaluator is not None:
-            figures = evaluator or (lambda v: v.metrics)
-            baseline = None if seen is None else figures(self.get(Ref(model, version=seen[0])))
-            gate = check(thresholds, figures(candidate), baseline)
-            if not gate.passed and not force:
-                raise PromotionRefusedError(target, version, gate)
-        move = self._move(model, alias, "promote", seen, version, reason, force, gate)
-        return Promotion(move, gate)
-
-    def rollback(self, model: str, alias: str = "production", reason: str = "") -> AliasMove:
-        """Move ``model@alias`` back to the version it held before its current one."""
-        check_name("alias", alias)
-        seen = self._alias_state(model, alias)
-        target = f"{model}@{alias}"
-        if seen is None:
-            raise NotFoundError("alias", target)
-        previous = None
-        for entry in reversed(self.history(model, alias)):
-            if entry.to_version == seen[0] and entry.action in ("promote", "set"):
-                previous = entry.from_version
-                break
-        if previous is None:
-            raise NothingToRollBackError(target)
-        self.get(Ref(model, version=previous))  # it must still exist
-        return self._move(model, alias, "rollback", seen, previous, reason, False, None)
-
-    def history(self, model: str, alias: str | None = None) -> list[AliasMove]:
-        """The audit log of ``model`` (one alias, or all), oldest first."""
-        with self.engine.connect() as con:
-            model_id = self._model_id(con, check_name("model", model))
-            query = select(db.audit).where(db.audit.c.model_id == model_id)
-            if alias is not None:
-                query = query.where(db.audit.c.alias == alias)
-            rows = con.execute(query.order_by(db.audit.c.id)).all()
-        return [
-            AliasMove(
-                model=model,
-                alias=r.alias,
-                action=r.action,
-                from_version=r.from_version,
-                to_version=r.to_version,
-                actor=r.actor,
-                at=instant(r.at),  # type: ignore[arg-type]
-                reason=r.reason,
-                forced=r.forced,
-                gate=r.gate,
-                revision=r.revision,
-            )
-            for r in rows
-        ]
-
-    def _alias_state(self, model: str, alias: str) -> tuple[int, int] | None:
-        """``(version, revision)`` of an alias, or None when it is not set."""
-        with self.engine.connect() as con:
-            model_id = self._model_id(con, check_name("model", model))
-            row = con.execute(
-                select(db.aliases.c.version, db.aliases.c.revision).where(
-                    db.aliases.c.model_id == model_id, db.aliases.c.alias == alias
-                )
-            ).first()
-        return None if row is None else (int(row.version), int(row.revision))
-
-    def _move(
-        self,
-        model: str,
-        alias: str,
-        action: str,
-        seen: tuple[int, int] | None,
-        version: int,
-        reason: str,
-        forced: bool,
-        gate: GateResult | None,
-    ) -> AliasMove:
-        """Compare-and-swap the alias from ``seen`` to ``version``, with its audit entry."""
-        target = f"{model}@{alias}"
-        now = time.time()
-        revision = 1 if seen is None else seen[1] + 1
-        try:
-            with self._writer.begin() as con:
-                model_id = self._model_id(con, model)
-                if seen is None:
-                    con.execute(
-                        db.aliases.insert().values(
-                            model_id=model_id,
-                            alias=alias,
-                            version=version,
-                            revision=revision,
-                            updated_at=now,
-                        )
-                    )
-                else:
-                    swapped = con.execute(
-                        update(db.aliases)
-                        .where(
-                            db.aliases.c.model_id == model_id,
-                            db.aliases.c.alias == alias,
-                            db.aliases.c.revision == seen[1],
-                        )
-                        .values(version=version, revision=revision, updated_at=now)
-                    ).rowcount
-                    if swapped != 1:
-                        raise _LostRaceError()
-                con.execute(
-                    db.audit.insert().values(
-                        model_id=model_id,
-                        alias=alias,
-                        action=action,
-                        from_version=None if seen is None else seen[0],
-                        to_version=version,
-                        actor=self.actor,
-                        at=now,
-                        reason=reason,
-                        forced=forced,
-                        gate=None if gate is None else gate.to_json(),
-                        revision=revision,
-                    )
-                )
-                event = events.Event(
-                    "alias_moved",
-                    model,
-                    now,
-                    {
-                        "alias": alias,
-                        "action": action,
-                        "from_version": None if seen is None else seen[0],
-                        "to_version": version,
-                        "forced": forced,
-                    },
-                )
-                events.enqueue(con, event)
-        except (_LostRaceError, IntegrityError):
-            now_holding = self._alias_state(model, alias)
-            raise ConcurrentChangeError(
-                target,
-                None if seen is None else seen[0],
-                None if now_holding is None else now_holding[0],
-            ) from None
-        self._announce(event)
-        return self.history(model, alias)[-1]
-
     # -- events --------------------------------------------------------------------------
 
     def subscribe(self, subscriber: events.Subscriber) -> None:
@@ -627,10 +417,6 @@ class ModelRegistry:
             self.deliver_events()
         except Exception:
             logger.exception("webhook delivery failed; it is retried on the next change")
-
-
-class _LostRaceError(Exception):
-    """The compare-and-swap found another revision."""
 
 
 def _version(model: str, row: Row[Any], holders: tuple[str, ...]) -> ModelVersion:
