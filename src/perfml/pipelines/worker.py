@@ -1,0 +1,87 @@
+"""The process one attempt of one job runs in: ``python -m perfml.pipelines.worker SPEC``.
+
+``SPEC`` is a JSON file written by the runner: where to import the step from (``module``,
+``qualname``, and ``sys_path`` to find modules that are not installed, such as tests), the
+inputs by value (``values``) and by reference (``paths``), the artifact paths to write
+(``outputs``) and where to write the return value (``result``). Its stdout and stderr are the
+job's log; an exception prints its traceback there and exits with code 1. Deliberately
+light: it imports nothing of perfml but what the step itself imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+
+def write_spec(
+    spec_path: Path,
+    fn: Callable[..., Any],
+    values: Mapping[str, Any],
+    paths: Mapping[str, Path],
+    outputs: Mapping[str, Path],
+    result: Path,
+) -> Path:
+    """Write the spec of one attempt of ``fn`` (a module-level function); removes a stale
+    ``result``, so that only this attempt's can be read."""
+    module_file = Path(getattr(sys.modules[fn.__module__], "__file__", "") or ".").resolve()
+    depth = fn.__module__.count(".") + 1
+    spec = {
+        "module": fn.__module__,
+        "qualname": fn.__qualname__,
+        # the folder the module is imported from, for modules that are not installed
+        "sys_path": [str(module_file.parents[depth - 1])] if module_file.is_file() else [],
+        "values": dict(values),
+        "paths": {k: str(v) for k, v in paths.items()},
+        "outputs": {k: str(v) for k, v in outputs.items()},
+        "result": str(result),
+    }
+    result.unlink(missing_ok=True)
+    spec_path.write_text(json.dumps(spec))
+    return spec_path
+
+
+def load_step(spec: dict[str, Any]) -> Any:
+    """The plain function named by ``spec`` (the ``fn`` of a ``StepDefinition``)."""
+    for entry in reversed(spec.get("sys_path", [])):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    target: Any = importlib.import_module(spec["module"])
+    for part in spec["qualname"].split("."):
+        target = getattr(target, part)
+    return getattr(target, "fn", target)
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[0]).read_text())
+    try:
+        function = load_step(spec)
+        kwargs: dict[str, Any] = dict(spec["values"])
+        kwargs.update({name: Path(p) for name, p in spec["paths"].items()})
+        for name, out in spec["outputs"].items():
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            kwargs[name] = Path(out)
+        value = function(**kwargs)
+        result = Path(spec["result"])
+        partial = result.with_suffix(".partial")
+        partial.write_text(json.dumps({"value": value}))
+        os.replace(partial, result)
+    except SystemExit as stop:
+        sys.stdout.flush()
+        return stop.code if isinstance(stop.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        sys.stdout.flush()
+        return 1
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
