@@ -1,14 +1,25 @@
 """perfml: operate anomaly-detection services for the performance metrics of a fleet.
 
 The lifecycle reads in the package's folders: ``sources`` and ``featurestore`` hold the data,
-later parts train, register, serve, monitor and retrain models over it.
+``detectors`` and ``evaluation`` make and judge models, ``pipelines`` trains them, and
+``registry`` versions and promotes them.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("perfml")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0"
+from typing import Any
 
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # The version is looked up on first use: importing importlib.metadata costs tens of
+    # milliseconds, paid by every pipeline job's process otherwise.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("perfml")
+        except PackageNotFoundError:  # running from a source tree without an install
+            found = "0.0.0"
+        globals()["__version__"] = found
+        return found
+    raise AttributeError(f"module 'perfml' has no attribute {name!r}")

@@ -118,6 +118,22 @@ class RegistrySettings(_Strict):
         return value
 
 
+class PipelinesSettings(_Strict):
+    """The local runner's capacity, and limits that override every step's own."""
+
+    cpu: float | None = Field(None, gt=0, description="CPUs the runner may use; default: all")
+    memory: str | None = Field(
+        None, pattern=r"^[0-9]+(\.[0-9]+)?(k|M|G|Ki|Mi|Gi)?$", description="e.g. 4Gi; default: all"
+    )
+    step_timeout: str | None = Field(None, description="per attempt; default: each step's own")
+    step_retries: int | None = Field(None, ge=0, le=20, description="default: each step's own")
+
+    @field_validator("step_timeout")
+    @classmethod
+    def _check_timeout(cls, value: str | None) -> str | None:
+        return None if value is None else _duration(value)
+
+
 class DemoSettings(_Strict):
     """The fleet ``make demo`` generates."""
 
@@ -133,6 +149,7 @@ class Settings(_Strict):
     featurestore: FeatureStoreSettings = FeatureStoreSettings()
     sources: SourcesSettings = SourcesSettings()
     registry: RegistrySettings = RegistrySettings()
+    pipelines: PipelinesSettings = PipelinesSettings()
     demo: DemoSettings = DemoSettings()
 
     @property
@@ -269,6 +286,15 @@ registry:
     - metric: event_f1
       min_value: 0.0
   gate_window: 30d
+
+pipelines:
+  # Capacity of the local runner: jobs that do not fit wait as Pending (Unschedulable).
+  # Default: every core and all the memory of this machine; memory as 4Gi, 8G...
+  cpu: null
+  memory: null
+  # Override every step's own timeout per attempt (a duration: 30m, 2h) and retries.
+  step_timeout: null
+  step_retries: null
 
 # The fleet `perfml demo` generates and ingests.
 demo:

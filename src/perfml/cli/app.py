@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from perfml import __version__
-from perfml.cli import evaluate, generate, ingest, models, setup, store
+from perfml.cli import evaluate, generate, ingest, models, pipeline, runs, setup, store, train
 from perfml.cli.state import CliState, err
 from perfml.errors import PerfmlError
 
@@ -30,8 +30,11 @@ app.add_typer(generate.app, name="generate")
 app.add_typer(ingest.app, name="ingest")
 app.add_typer(store.app, name="store")
 app.add_typer(models.app, name="models")
+app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(runs.app, name="runs")
 app.command("init")(setup.init)
 app.command("demo")(setup.demo)
+app.command("train")(train.train)
 
 
 def _version(value: bool) -> None:

@@ -10,12 +10,14 @@ point-wise and event-wise F1 at that threshold. Every version sees the same rows
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
 
+from perfml.detectors import Detector
 from perfml.detectors.frames import Floats
 from perfml.evaluation.metrics import DetectionMetrics, detection_metrics, merge_windows
 from perfml.evaluation.nab import PROFILES, EvaluationError, WindowRows, score_corpus, window_rows
@@ -41,7 +43,7 @@ class GateDataError(EvaluationError):
 class LabelledWindowEvaluator:
     """``evaluator(version) -> figures`` for :meth:`ModelRegistry.promote`."""
 
-    registry: ModelRegistry
+    registry: ModelRegistry | None
     store: FeatureStore
     start: datetime
     end: datetime
@@ -62,11 +64,17 @@ class LabelledWindowEvaluator:
         return cls(registry, store, end - parse_duration(window, "gate window"), end)
 
     def __call__(self, version: ModelVersion) -> dict[str, float]:
+        if self.registry is None:
+            raise EvaluationError("this evaluator has no registry to load versions from")
         _, detector = load_detector(self.registry, version.ref)
-        features = tuple(version.features)
-        if not features:
+        if not version.features:
             raise EvaluationError(f"{version.ref} records no features: which data does it score?")
-        series = self._series(features, detector.multivariate)
+        return self.figures(detector, version.features)
+
+    def figures(self, detector: Detector, features: Sequence[str]) -> dict[str, float]:
+        """The gate's figures of ``detector`` scoring ``features`` over the window (a model
+        not registered yet — the training pipeline's candidate — is judged the same way)."""
+        series = self._series(tuple(features), detector.multivariate)
         scored: dict[str, tuple[Floats, list[WindowRows]]] = {}
         for number, (frame, windows) in enumerate(series):
             scored[str(number)] = (detector.score(frame), windows)

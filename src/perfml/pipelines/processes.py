@@ -50,6 +50,7 @@ class TreeSampler:
         self._cpu: dict[tuple[int, float], float] = {}
         self._io: dict[tuple[int, float], tuple[int, int]] = {}
         self._peak = 0
+        self._final_cpu = 0.0
 
     def sample(self, pid: int) -> int:
         """Sample the tree under ``pid``; returns its RSS now, in bytes."""
@@ -74,9 +75,19 @@ class TreeSampler:
         self._peak = max(self._peak, rss)
         return rss
 
+    def account(self, cpu_seconds: float, peak_bytes: int) -> None:
+        """Add an attempt's own accounting at its exit (``wait4``'s resource usage).
+
+        It covers what sampling misses — a job shorter than the sampling interval, the last
+        moments of a longer one — so CPU is the larger of the two totals, and the peak memory
+        the larger of the two peaks.
+        """
+        self._final_cpu += cpu_seconds
+        self._peak = max(self._peak, peak_bytes)
+
     def usage(self) -> ResourceUsage:
         return ResourceUsage(
-            cpu_seconds=round(sum(self._cpu.values()), 3),
+            cpu_seconds=round(max(sum(self._cpu.values()), self._final_cpu), 3),
             peak_memory_bytes=self._peak,
             io_read_bytes=sum(r for r, _ in self._io.values()),
             io_write_bytes=sum(w for _, w in self._io.values()),

@@ -8,18 +8,20 @@ room for its CPUs and memory (else ``Unschedulable``). A Running job is sampled 
 every tick: over its memory limit it is killed (``OOMKilled``, enforced by sampling the tree's
 RSS, not by RLIMIT_AS, so the limit means what Kubernetes means by it: the working set);
 past its timeout its whole tree is killed (``DeadlineExceeded``). Failed attempts are retried
-after ``backoff * 2**(n-1)`` seconds until ``retries`` are spent (``BackoffLimitExceeded``).
+after ``backoff * 2**(n-1)`` seconds until ``retries`` are spent (``BackoffLimitExceeded``),
+except a permanent failure reported by the worker (a refused credential, a usage error), which
+fails the job at once (``PermanentError``, naming the error). On every heartbeat the usage of
+the Running jobs is written to the history too, so that live CPU and memory are visible.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,15 +33,21 @@ from perfml.pipelines.cache import StepCache
 from perfml.pipelines.dsl import Param, Pipeline, Ref, Resources, Task
 from perfml.pipelines.errors import ExceedsCapacityError, MissingInputError
 from perfml.pipelines.history import RunHistory
+from perfml.pipelines.launcher import Launcher, WorkerProcess, default_launcher, exit_usage
 from perfml.pipelines.processes import TreeSampler, kill_tree, log_tail
 from perfml.pipelines.states import JobRecord, JobState, Reason, RunRecord
-from perfml.pipelines.worker import write_spec
+from perfml.pipelines.worker import read_failure, write_spec
 
 
 @dataclass
 class _Attempt:
-    process: subprocess.Popen[bytes]
+    process: WorkerProcess
     deadline: float | None
+    next_sample: float = 0.0
+
+
+SAMPLE_INTERVAL = 0.05
+"""Seconds between two samples of a job's process tree (memory limit, usage)."""
 
 
 @dataclass
@@ -53,6 +61,8 @@ class _RunState:
     samplers: dict[str, TreeSampler] = field(default_factory=dict)
     retry_at: dict[str, float] = field(default_factory=dict)
     values: dict[str, Any] = field(default_factory=dict)
+    moves: int = 0
+    """State changes so far: the loop acts again at once after a change, sleeps otherwise."""
 
 
 class LocalRunner:
@@ -69,12 +79,15 @@ class LocalRunner:
         workspace: Path,
         capacity: Resources | None = None,
         *,
-        poll_interval: float = 0.02,
+        poll_interval: float = 0.01,
         heartbeat_interval: float = 0.5,
         orphan_after: float = 30.0,
         environ: Mapping[str, str] | None = None,
+        launcher: Launcher | None = None,
     ) -> None:
         self.history = history
+        self.launcher = launcher or default_launcher()
+        weakref.finalize(self, self.launcher.close)
         self.workspace = workspace
         self.capacity = capacity or Resources(
             cpu=psutil.cpu_count() or 1, memory=psutil.virtual_memory().total
@@ -100,7 +113,22 @@ class LocalRunner:
     ) -> RunRecord:
         """Run ``pipeline`` to the end and return its final record."""
         state = self._start(pipeline, {**pipeline.defaults, **(params or {})}, run_id)
+        self._drive(pipeline, state)
+        return self._finish(state)
+
+    def close(self) -> None:
+        """Stop the worker launcher (the fork server); a runner also stops it when collected."""
+        self.launcher.close()
+
+    def __enter__(self) -> LocalRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _drive(self, pipeline: Pipeline, state: _RunState) -> None:
         next_beat = 0.0
+        moves_seen = -1
         while not all(j.state.is_terminal for j in state.run.jobs.values()):
             now = time.time()
             if now >= next_beat:
@@ -111,13 +139,15 @@ class LocalRunner:
                 if cancel:
                     self._cancel_all(state)
                     break
+                self._record_usage(state)
             for name in pipeline.order:
                 if state.run.jobs[name].state is JobState.PENDING:
                     self._schedule(state, pipeline.tasks[name])
             for name in list(state.attempts):
                 self._watch(state, pipeline.tasks[name])
-            time.sleep(self.poll_interval)
-        return self._finish(state)
+            if state.moves == moves_seen:  # nothing changed: wait; else act on it at once
+                time.sleep(self.poll_interval)
+            moves_seen = state.moves
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -191,6 +221,7 @@ class LocalRunner:
         **changes: Any,
     ) -> JobRecord:
         job = replace(state.run.jobs[task], **changes) if changes else state.run.jobs[task]
+        state.moves += 1
         return self._update(state, job.with_state(to, reason, message))
 
     def _cancel_all(self, state: _RunState) -> None:
@@ -300,18 +331,10 @@ class LocalRunner:
             folder / "result.json",
         )
         env = {**os.environ, **(self.environ or {}), "PYTHONUNBUFFERED": "1"}
-        with Path(job.log_path).open("ab") as log:  # the child keeps its own descriptor
+        log_path = Path(job.log_path)
+        with log_path.open("ab") as log:
             log.write(f"--- attempt {attempt} at {time.time():.3f}\n".encode())
-            log.flush()
-            process = subprocess.Popen(
-                [sys.executable, "-m", "perfml.pipelines.worker", str(spec_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=folder,
-                start_new_session=True,
-            )
+        process = self.launcher.start(spec_path, log_path, env, folder)
         timeout = task.step.timeout
         state.attempts[task.name] = _Attempt(
             process, None if timeout is None else time.time() + timeout
@@ -335,14 +358,21 @@ class LocalRunner:
         attempt = state.attempts.pop(task)
         state.samplers[task].sample(attempt.process.pid)
         kill_tree(attempt.process.pid, grace=0.5)
-        return attempt.process.wait()
+        code = attempt.process.wait()
+        final = exit_usage(attempt.process)
+        if final is not None:
+            state.samplers[task].account(*final)
+        return code
 
     def _watch(self, state: _RunState, task: Task) -> None:
         attempt = state.attempts[task.name]
-        sampler = state.samplers[task.name]
-        rss = sampler.sample(attempt.process.pid)
         limit = task.step.resources.memory_bytes
         code = attempt.process.poll()
+        rss = 0
+        now = time.time()
+        if code is None and now >= attempt.next_sample:  # sampling a tree costs milliseconds
+            rss = state.samplers[task.name].sample(attempt.process.pid)
+            attempt.next_sample = now + SAMPLE_INTERVAL
         if code is None and rss > limit:
             code = self._stop(state, task.name)
             reason, message = (
@@ -365,12 +395,46 @@ class LocalRunner:
             return
         else:
             state.attempts.pop(task.name)
+            final = exit_usage(attempt.process)
+            if final is not None:
+                state.samplers[task.name].account(*final)
             if code == 0:
                 self._succeed(state, task)
+                return
+            failure = read_failure(self._paths(state, task.name) / "result.json")
+            if failure is not None:
+                self._fail_permanently(state, task, failure, code)
                 return
             tail = log_tail(Path(state.run.jobs[task.name].log_path))
             reason, message = Reason.ERROR, f"exit code {code}; last log lines:\n{tail}"
         self._fail(state, task, reason, message, code)
+
+    def _record_usage(self, state: _RunState) -> None:
+        """Write the usage of the Running jobs, when it changed since it was last written."""
+        for name in state.attempts:
+            job = state.run.jobs[name]
+            usage = state.samplers[name].usage()
+            if usage != job.usage:
+                self._update(state, replace(job, usage=usage))
+
+    def _fail_permanently(
+        self, state: _RunState, task: Task, failure: dict[str, str], code: int
+    ) -> None:
+        job = state.run.jobs[task.name]
+        kind = failure.get("type", "error").rsplit(".", 1)[-1]
+        message = (
+            f"{kind}: {failure.get('message', '')} (a permanent failure, not retried; "
+            f"attempt {job.attempt} of {task.step.retries + 1}, exit code {code})"
+        )
+        self._move(
+            state,
+            task.name,
+            JobState.FAILED,
+            Reason.PERMANENT_ERROR,
+            message,
+            exit_code=code,
+            usage=state.samplers[task.name].usage(),
+        )
 
     def _succeed(self, state: _RunState, task: Task) -> None:
         folder = self._paths(state, task.name)

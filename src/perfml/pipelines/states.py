@@ -4,14 +4,16 @@ The states are Kubernetes pod phases, so that one dashboard reads a local run an
 alike. A job is one task of a run; each retry is a new attempt of the same job::
 
     Pending ──► Running ──► Succeeded
-       ▲           │  └───► Failed        (reason: Error, DeadlineExceeded, OOMKilled,
-       └───────────┘                        BackoffLimitExceeded, Orphaned)
+       ▲           │  └───► Failed        (reason: Error, PermanentError, DeadlineExceeded,
+       └───────────┘                        OOMKilled, BackoffLimitExceeded, Orphaned)
      (retry after backoff)
     Pending / Running ──► Cancelled
 
 A Pending job may carry a reason that says why it does not start yet: ``Unschedulable`` (the
 runner's capacity is full), ``PreconditionMissing`` (a declared path or secret is absent; the
-job stays Pending and the runner re-checks), ``BackoffWait`` (waiting to retry).
+job stays Pending and the runner re-checks), ``BackoffWait`` (waiting to retry). A job that
+failed with a permanent error (a refused credential, a usage error) is Failed with
+``PermanentError`` after that one attempt, whatever retries it declares.
 
 Records are immutable; :meth:`JobRecord.with_state` returns a new record with the transition
 appended, so the time spent in each state is always derivable:
@@ -69,6 +71,8 @@ class Reason(StrEnum):
     CACHED = "Cached"
     COMPLETED = "Completed"
     ERROR = "Error"
+    PERMANENT_ERROR = "PermanentError"
+    """The step raised an error no retry can fix (see :func:`perfml.errors.is_permanent`)."""
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     OOM_KILLED = "OOMKilled"
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"

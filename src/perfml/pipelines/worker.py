@@ -4,8 +4,11 @@
 ``qualname``, and ``sys_path`` to find modules that are not installed, such as tests), the
 inputs by value (``values``) and by reference (``paths``), the artifact paths to write
 (``outputs``) and where to write the return value (``result``). Its stdout and stderr are the
-job's log; an exception prints its traceback there and exits with code 1. Deliberately
-light: it imports nothing of perfml but what the step itself imports.
+job's log; an exception prints its traceback there and exits with code 1. A permanent
+failure (:func:`perfml.errors.is_permanent`: a refused credential, a usage error) also
+writes ``{"failure": {"type": ..., "message": ...}}`` to ``result``, so that the runner fails
+the job at once instead of retrying it. Deliberately light: it imports nothing of perfml but
+what the step itself imports (a perfml error can only be raised once ``perfml.errors`` is).
 """
 
 from __future__ import annotations
@@ -58,6 +61,24 @@ def load_step(spec: dict[str, Any]) -> Any:
     return getattr(target, "fn", target)
 
 
+def _report_permanent(error: BaseException, result: Path) -> None:
+    errors = sys.modules.get("perfml.errors")
+    if errors is None or not errors.is_permanent(error):
+        return
+    kind = type(error)
+    failure = {"type": f"{kind.__module__}.{kind.__qualname__}", "message": str(error)}
+    result.write_text(json.dumps({"failure": failure}))
+
+
+def read_failure(result: Path) -> dict[str, str] | None:
+    """The permanent failure an attempt reported in ``result``, if it reported one."""
+    try:
+        failure = json.loads(result.read_text()).get("failure")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return failure if isinstance(failure, dict) else None
+
+
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     try:
@@ -75,9 +96,10 @@ def main(argv: list[str]) -> int:
     except SystemExit as stop:
         sys.stdout.flush()
         return stop.code if isinstance(stop.code, int) else 1
-    except BaseException:
+    except BaseException as error:
         traceback.print_exc()
         sys.stdout.flush()
+        _report_permanent(error, Path(spec["result"]))
         return 1
     sys.stdout.flush()
     return 0

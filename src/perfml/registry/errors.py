@@ -39,4 +39,6 @@ class ArtifactStoreError(RegistryError):
 
 
 class ArtifactAuthError(ArtifactStoreError):
-    """The artifact store refused the credentials."""
+    """The artifact store refused the credentials: no retry can fix that."""
+
+    permanent = True

@@ -45,6 +45,8 @@ class PrometheusArgumentError(PrometheusError, ValueError):
 class PrometheusAuthError(PrometheusError):
     """Prometheus answered 401 or 403: the credentials are missing or wrong. Never retried."""
 
+    permanent = True
+
     def __init__(self, url: str, status: int) -> None:
         self.url = url
         self.status = status

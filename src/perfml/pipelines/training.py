@@ -1,0 +1,433 @@
+"""The built-in training pipeline: query features → preprocess → train → evaluate → register.
+
+Every input is a run parameter, JSON-simple, so the same pipeline runs on the local runner and
+compiles to Kubeflow: where the store and the registry are (``store``, ``registry_url``,
+``artifacts``, ``workspace``), what to train on (``metrics``, ``entities``, the window
+``start``/``end`` and the held-out share ``holdout``), what to train (``detector``,
+``detector_params``, ``model``) and whether to promote (``promote``, ``alias``, ``gate``).
+
+- **query** checks the selection against the store (points per series over the window, by
+  DuckDB) and writes it as JSON; a metric with no point in the window fails the run here.
+- **preprocess** streams the training part of the window (``[start, split)``) into an Arrow IPC
+  stream, batch by batch, never holding more than one batch (univariate: the long points of
+  the metric from :meth:`FeatureStore.stream`; multivariate: each entity's aligned wide frame).
+- **train** learns from that stream as a stream. A univariate model is *one model per metric,
+  fitted on the fleet's series*: the detector is reset once, then learns each entity's series in
+  turn with ``learn`` — a fleet-wide notion of normal, which serves any entity of the metric.
+  A multivariate model learns each entity's wide frame in turn. A detector trained in one batch
+  (its own ``fit``, e.g. ``iforest``) is fitted on the first entity's frame, then ``learn``s
+  the others. The saved detector is the step's artifact.
+- **evaluate** scores the held-out window ``[split, end)`` with the promotion gate's own
+  evaluator (:class:`~perfml.evaluation.gate.LabelledWindowEvaluator`: NAB standard at the
+  swept threshold, event and point F1), and writes the figures as JSON.
+- **register** records the version with its lineage (the run id, the training window, the
+  features and the figures) and, with ``promote``, moves the alias through the gate, both
+  versions evaluated on the same held-out window.
+
+>>> build_training_pipeline().order
+('query', 'preprocess', 'train', 'evaluate', 'register')
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from perfml.errors import UsageError
+from perfml.pipelines.dsl import Param, Pipeline, Ref, Resources, StepDefinition, Task, step
+from perfml.pipelines.errors import PipelineError
+from perfml.timeparse import parse_instant
+
+PIPELINE = "training"
+LONG_BATCH = pa.schema(
+    [("entity", pa.string()), ("ts", pa.timestamp("ms", tz="UTC")), ("value", pa.float64())]
+)
+"""The univariate training stream: the points of one metric, by entity then time."""
+
+DEFAULTS: dict[str, Any] = {
+    "entities": None,
+    "holdout": 0.2,
+    "detector_params": {},
+    "step": "5m",
+    "batch_rows": 65_536,
+    "artifacts": None,
+    "promote": False,
+    "alias": "production",
+    "gate": [],
+    "run_id": "",
+}
+"""Run parameters with a default; the others must be given."""
+
+
+class TrainingError(PipelineError):
+    """The root of the training pipeline's failures."""
+
+
+class NoTrainingDataError(TrainingError):
+    def __init__(self, metric: str, start: str, end: str) -> None:
+        self.metric = metric
+        super().__init__(f"no points of {metric!r} in the store between {start} and {end}")
+
+
+class BadTrainingWindowError(TrainingError, UsageError):
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"training window: {problem}")
+
+
+def split_instant(start: str, end: str, holdout: float) -> datetime:
+    """Where training data ends and the held-out part begins."""
+    first, last = parse_instant(start, "start"), parse_instant(end, "end")
+    if last <= first:
+        raise BadTrainingWindowError(f"end {end} is not after start {start}")
+    if not 0.0 < holdout < 1.0:
+        raise BadTrainingWindowError(f"holdout {holdout!r} must be between 0 and 1")
+    split = first + (last - first) * (1.0 - holdout)
+    return split.replace(microsecond=0)
+
+
+training_step: Callable[..., Callable[[Callable[..., Any]], StepDefinition]] = step
+"""``@step``, typed: each step below is a :class:`StepDefinition`."""
+
+
+def _run_id(given: str) -> str:
+    """The run id given, else the one the local runner's layout tells (``runs/RUN/TASK``)."""
+    here = Path.cwd()
+    return given or (here.parent.name if here.parent.parent.name == "runs" else "")
+
+
+# -- the steps -------------------------------------------------------------------------------
+
+
+@training_step(
+    outputs=("selection",),
+    timeout=600,
+    retries=1,
+    backoff=1.0,
+    resources=Resources(cpu=1, memory="1Gi"),
+)
+def query(
+    store: str,
+    metrics: list[str],
+    start: str,
+    end: str,
+    selection: Path,
+    entities: list[str] | None = None,
+) -> dict[str, Any]:
+    """Points per series of ``metrics`` over ``[start, end)``; fails on a metric without any."""
+    from perfml.featurestore import FeatureStore
+
+    fs = FeatureStore(store, memory_limit="512MB")
+    counts = fs.resample("1d", "count", metrics, entities, start, end)
+    points: dict[str, dict[str, int]] = {m: {} for m in metrics}
+    for metric, entity, n in zip(
+        counts.column("metric").to_pylist(),
+        counts.column("entity").to_pylist(),
+        counts.column("value").to_pylist(),
+        strict=True,
+    ):
+        points[metric][entity] = points[metric].get(entity, 0) + int(n)
+    for metric in metrics:
+        if not points[metric]:
+            raise NoTrainingDataError(metric, start, end)
+    # Multivariate models need every metric of an entity: keep entities that have them all.
+    common = sorted(set.intersection(*(set(p) for p in points.values())))
+    found = {
+        "metrics": metrics,
+        "entities": common,
+        "points": points,
+        "window": [start, end],
+        "store_version": fs.manifest.version,
+    }
+    selection.write_text(json.dumps(found, indent=2, sort_keys=True))
+    print(f"{sum(sum(p.values()) for p in points.values()):,} points, {len(common)} entities")
+    return {"entities": len(common), "points": sum(sum(p.values()) for p in points.values())}
+
+
+@training_step(
+    outputs=("batches",),
+    timeout=1800,
+    retries=1,
+    backoff=2.0,
+    resources=Resources(cpu=1, memory="1Gi"),
+)
+def preprocess(
+    store: str,
+    selection: Path,
+    detector: str,
+    start: str,
+    end: str,
+    holdout: float,
+    step: str,
+    batch_rows: int,
+    batches: Path,
+) -> dict[str, Any]:
+    """The training part of the window as an Arrow IPC stream, one batch at a time."""
+    from perfml.detectors import create
+    from perfml.featurestore import FeatureStore
+
+    chosen = json.loads(selection.read_text())
+    metrics, entities = chosen["metrics"], chosen["entities"]
+    split = split_instant(start, end, holdout)
+    fs = FeatureStore(store, memory_limit="512MB")
+    multivariate = create(detector).multivariate
+    if multivariate:
+        schema = pa.schema(
+            [*LONG_BATCH.remove(LONG_BATCH.get_field_index("value"))]
+            + [pa.field(m, pa.float64()) for m in metrics]
+        )
+        source = _wide_batches(fs, metrics, entities, start, split, step, batch_rows)
+    else:
+        if len(metrics) != 1:
+            raise UnivariateMetricsError(detector, metrics)
+        schema = LONG_BATCH
+        source = (
+            b.select(["entity", "ts", "value"])
+            for b in fs.stream(metrics, entities, start, split, batch_rows=batch_rows)
+        )
+    rows = count = 0
+    with pa.OSFile(str(batches), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for batch in source:
+            if batch.num_rows == 0:
+                continue
+            writer.write_batch(_cast(batch, schema))
+            rows += batch.num_rows
+            count += 1
+    print(f"{rows:,} training rows in {count} batches, up to {split:%Y-%m-%d %H:%M}")
+    return {"rows": rows, "batches": count, "split": split.isoformat()}
+
+
+class UnivariateMetricsError(TrainingError, UsageError):
+    def __init__(self, detector: str, metrics: list[str]) -> None:
+        super().__init__(
+            f"detector {detector!r} models one metric, not {len(metrics)} ({', '.join(metrics)}):"
+            " train one model per metric"
+        )
+
+
+def _wide_batches(
+    fs: Any,
+    metrics: list[str],
+    entities: list[str],
+    start: str,
+    split: datetime,
+    step: str,
+    batch_rows: int,
+) -> Iterator[pa.RecordBatch]:
+    for entity in entities:  # one entity's frame at a time bounds the memory
+        wide = fs.align(metrics, step, entities=[entity], start=start, end=split)
+        yield from wide.to_batches(max_chunksize=batch_rows)
+
+
+def _cast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    columns = []
+    for field in schema:
+        column = batch.column(field.name)
+        if pa.types.is_dictionary(column.type):
+            column = column.dictionary_decode()
+        columns.append(column.cast(field.type))
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+@training_step(
+    outputs=("model_file",),
+    timeout=3600,
+    retries=1,
+    backoff=2.0,
+    cache=True,
+    resources=Resources(cpu=1, memory="2Gi"),
+)
+def train(
+    batches: Path, detector: str, detector_params: dict[str, Any], model_file: Path
+) -> dict[str, Any]:
+    """Learn from the stream of batches (see the module's docstring); save the detector."""
+    from perfml.detectors import create
+    from perfml.detectors.base import Detector
+    from perfml.detectors.frames import as_arrays
+
+    model = create(detector, **detector_params)
+    batch_fitted = type(model).fit is not Detector.fit
+    fitted, rows = False, 0
+    for frame in _entity_frames(batches, batch_fitted):
+        if batch_fitted and not fitted:
+            model.fit(frame)
+        else:
+            ts, values, columns = as_arrays(frame, model.name, model.columns)
+            if not fitted:
+                model.reset()
+                model.columns = columns
+            model.learn(ts, values)
+        fitted = True
+        rows += frame.num_rows
+    if not fitted:
+        raise TrainingError("the training stream is empty: nothing to learn from")
+    digest = model.save(model_file)
+    print(f"{model.name} learnt {rows:,} rows; sha256:{digest[:12]}")
+    return {"detector": model.name, "rows": rows, "sha256": digest}
+
+
+def _entity_frames(batches: Path, whole_entities: bool) -> Iterator[pa.Table]:
+    """``ts`` and value columns per run of one entity in the stream; with ``whole_entities``
+    until the first entity is whole (a batch-trained detector is fitted on it), streaming
+    after that."""
+    current: str | None = None
+    pending: list[pa.Table] = []
+    with pa.OSFile(str(batches), "rb") as source, pa.ipc.open_stream(source) as reader:
+        for batch in reader:
+            table = pa.Table.from_batches([batch])
+            names = np.asarray(table.column("entity").to_pylist(), dtype=object)
+            cuts = np.flatnonzero(names[1:] != names[:-1]) + 1
+            for lo, hi in zip([0, *cuts], [*cuts, len(names)], strict=True):
+                part = table.slice(int(lo), int(hi - lo))
+                entity = str(names[lo])
+                if whole_entities and (current is None or entity == current):
+                    current = entity
+                    pending.append(part.drop(["entity"]))
+                    continue
+                if pending:
+                    yield pa.concat_tables(pending)
+                    pending = []
+                yield part.drop(["entity"])
+    if pending:
+        yield pa.concat_tables(pending)
+
+
+@training_step(
+    outputs=("figures",),
+    timeout=1800,
+    retries=1,
+    backoff=2.0,
+    resources=Resources(cpu=1, memory="2Gi"),
+)
+def evaluate(
+    model_file: Path,
+    store: str,
+    metrics: list[str],
+    start: str,
+    end: str,
+    holdout: float,
+    step: str,
+    figures: Path,
+) -> dict[str, float]:
+    """The promotion gate's figures of the candidate on the held-out ``[split, end)``."""
+    from perfml.detectors import load
+    from perfml.evaluation.gate import GateDataError, LabelledWindowEvaluator
+    from perfml.featurestore import FeatureStore
+
+    split, last = split_instant(start, end, holdout), parse_instant(end, "end")
+    evaluator = LabelledWindowEvaluator(None, FeatureStore(store), split, last, step)
+    try:
+        found = evaluator.figures(load(model_file), metrics)
+        note = ""
+    except GateDataError as exc:
+        found, note = {}, str(exc)
+    document = {"figures": found, "window": [split.isoformat(), last.isoformat()], "note": note}
+    figures.write_text(json.dumps(document, indent=2, sort_keys=True))
+    print(json.dumps(document, sort_keys=True))
+    return found
+
+
+@training_step(timeout=600, retries=1, backoff=2.0, resources=Resources(cpu=0.5, memory="1Gi"))
+def register(
+    model_file: Path,
+    figures: Path,
+    store: str,
+    registry_url: str,
+    workspace: str,
+    model: str,
+    metrics: list[str],
+    start: str,
+    end: str,
+    holdout: float,
+    step: str,
+    promote: bool,
+    alias: str,
+    gate: list[dict[str, Any]],
+    run_id: str,
+    artifacts: str | None = None,
+) -> dict[str, Any]:
+    """Register the version with its lineage; with ``promote``, move ``alias`` through the gate."""
+    from perfml.config import RegistrySettings, Settings
+    from perfml.detectors import load
+    from perfml.evaluation.gate import GateDataError, LabelledWindowEvaluator
+    from perfml.featurestore import FeatureStore
+    from perfml.registry import MetricThreshold, PromotionRefusedError
+    from perfml.registry.models import register_detector
+    from perfml.registry.setup import open_registry
+
+    split = split_instant(start, end, holdout)
+    settings = Settings(
+        workspace=Path(workspace), registry=RegistrySettings(url=registry_url, artifacts=artifacts)
+    )
+    found = json.loads(figures.read_text())["figures"]
+    registry = open_registry(settings, actor="training-pipeline", background_delivery=False)
+    try:
+        version = register_detector(
+            registry,
+            model,
+            load(model_file),
+            features=metrics,
+            data_start=parse_instant(start, "start"),
+            data_end=split,
+            pipeline_run=_run_id(run_id) or None,
+            metrics=found,
+            tags={"pipeline": PIPELINE},
+        )
+        outcome: dict[str, Any] = {
+            "ref": version.ref, "version": version.version, "promoted": None, "gate": None,
+        }  # fmt: skip
+        if promote and alias in registry.get(version.ref).aliases:
+            # the same bytes were registered before and already hold the alias
+            outcome.update(promoted=alias, gate=f"{model}@{alias} holds {version.ref} already")
+        elif promote:
+            evaluator = LabelledWindowEvaluator(
+                registry, FeatureStore(store), split, parse_instant(end, "end"), step
+            )
+            thresholds = [MetricThreshold(**rule) for rule in gate]
+            try:
+                done = registry.promote(
+                    model, version.version, alias, thresholds=thresholds,
+                    evaluator=evaluator, reason=f"training run {_run_id(run_id)}",
+                )  # fmt: skip
+                outcome["promoted"] = alias
+                outcome["gate"] = "passed" if done.gate is None else done.gate.to_json()
+            except (PromotionRefusedError, GateDataError) as refused:
+                outcome["gate"] = str(refused)  # registered, not promoted: the run succeeds
+        registry.deliver_events()
+    finally:
+        registry.close()
+    print(json.dumps(outcome, sort_keys=True))
+    return outcome
+
+
+# -- the pipeline ----------------------------------------------------------------------------
+
+_ARTIFACTS: dict[str, dict[str, Ref]] = {
+    "query": {},
+    "preprocess": {"selection": Ref("query", "selection")},
+    "train": {"batches": Ref("preprocess", "batches")},
+    "evaluate": {"model_file": Ref("train", "model_file")},
+    "register": {"model_file": Ref("train", "model_file"), "figures": Ref("evaluate", "figures")},
+}
+"""Which inputs are upstream artifacts; every other input is the run parameter of its name."""
+
+
+def build_training_pipeline(timeout: float | None = None, retries: int | None = None) -> Pipeline:
+    """The training pipeline; ``timeout`` and ``retries`` override every step's own."""
+    changes: dict[str, Any] = {}
+    if timeout is not None:
+        changes["timeout"] = timeout
+    if retries is not None:
+        changes["retries"] = retries
+    tasks = []
+    for definition in (query, preprocess, train, evaluate, register):
+        refs = _ARTIFACTS[definition.name]
+        inputs = {name: refs.get(name, Param(name)) for name in definition.inputs}
+        tasks.append(Task(definition.name, replace(definition, **changes), inputs))
+    return Pipeline(PIPELINE, tasks, params=DEFAULTS)

@@ -1,0 +1,142 @@
+"""`perfml train` and `perfml runs list | show | logs | cancel` on one small workspace."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from perfml.cli.app import main
+from perfml.featurestore import FeatureStore
+from perfml.ingest import ingest_corpus
+from perfml.pipelines.history import RunHistory
+from perfml.pipelines.states import JobRecord, JobState, RunRecord
+from perfml.registry.db import sqlite_url
+from perfml.sources.fleet import generate_fleet, write_fleet
+
+WINDOW = "2024-01-01:2024-03-01"
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("ws")
+    write_fleet(generate_fleet(hosts=2, months=2, seed=7), folder / "fleet")
+    ingest_corpus(FeatureStore(folder / "store"), folder / "fleet")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(workspace: Path) -> dict[str, Any]:
+    """One successful `perfml train --json`, shared by the module (a run takes seconds)."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(
+            ["-w", str(workspace), "train", "--data", "request_latency_ms", "--window", WINDOW,
+             "--model", "latency", "--promote", "--json"]
+        )  # fmt: skip
+    assert code == 0, printed.getvalue()
+    document: dict[str, Any] = json.loads(printed.getvalue())
+    return document
+
+
+def test_train_runs_the_pipeline_and_registers_a_promoted_version(trained, workspace, capsys):
+    run_doc = trained["run"]
+    assert run_doc["state"] == "Succeeded"
+    assert [j["step"] for j in run_doc["jobs"]] == [
+        "query", "preprocess", "train", "evaluate", "register",
+    ]  # fmt: skip
+    assert all(j["state"] == "Succeeded" and j["cpu_seconds"] > 0 for j in run_doc["jobs"])
+    assert trained["registered"]["ref"] == "latency:1"
+    assert trained["registered"]["promoted"] == "production"
+    assert (workspace / "runs" / run_doc["run_id"] / "register" / "job.log").is_file()
+    code, out, err = run(capsys, "-w", str(workspace), "models", "show", "latency@production")
+    assert code == 0, err
+    assert run_doc["run_id"] in out
+
+
+def test_train_without_data_fails_in_one_line_naming_the_step(workspace, capsys):
+    code, _out, err = run(
+        capsys, "-w", str(workspace), "train", "--data", "no_such_metric", "--window", WINDOW
+    )
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1
+    assert "step 'query'" in err
+    assert "no points of 'no_such_metric'" in err
+
+
+def test_train_refuses_a_bad_window_or_parameter_before_running(workspace, capsys):
+    ws = ("-w", str(workspace))
+    code, _, err = run(capsys, *ws, "train", "--data", "cpu_util", "--window", "yesterday")
+    assert code == 2
+    assert "--window" in err
+    code, _, err = run(
+        capsys, *ws, "train", "--data", "cpu_util", "--window", WINDOW, "--param", "nope=1"
+    )
+    assert code == 2
+    assert "nope" in err
+
+
+def test_runs_list_and_show(trained, workspace, capsys):
+    run_id = trained["run"]["run_id"]
+    code, out, err = run(capsys, "-w", str(workspace), "runs", "list")
+    assert code == 0, err
+    assert run_id in out
+    assert "Succeeded" in out
+    code, out, _ = run(capsys, "-w", str(workspace), "runs", "list", "--json")
+    listed = {r["run_id"]: r for r in json.loads(out)}
+    assert listed[run_id]["state"] == "Succeeded"
+    code, out, _ = run(capsys, "-w", str(workspace), "runs", "show", run_id)
+    assert code == 0
+    for word in ("preprocess", "Completed", "peak memory", "CPU s", "duration"):
+        assert word in out
+    code, out, _ = run(capsys, "-w", str(workspace), "runs", "show", run_id, "--json")
+    shown = json.loads(out)
+    assert [j["reason"] for j in shown["jobs"]] == ["Completed"] * 5
+    code, _, err = run(capsys, "-w", str(workspace), "runs", "show", "nope")
+    assert code == 1
+    assert "not found" in err
+
+
+def test_runs_logs_prints_the_jobs_log(trained, workspace, capsys):
+    run_id = trained["run"]["run_id"]
+    code, out, _ = run(capsys, "-w", str(workspace), "runs", "logs", run_id, "train")
+    assert code == 0
+    assert "--- attempt 1" in out
+    assert "streaming learnt" in out
+    code, out, _ = run(capsys, "-w", str(workspace), "runs", "logs", run_id, "train", "--tail", "1")
+    assert out.strip().splitlines() == [out.strip()]
+    assert "streaming learnt" in out
+    code, _, err = run(capsys, "-w", str(workspace), "runs", "logs", run_id, "nope")
+    assert code == 2
+    assert "no step 'nope'" in err
+
+
+def test_runs_cancel_asks_the_runner_and_refuses_finished_runs(trained, workspace, capsys):
+    history = RunHistory(sqlite_url(workspace / "metadata.db"))
+    now = time.time()
+    job = JobRecord.new("live-run", "train", "train", at=now)
+    history.start_run(
+        RunRecord("live-run", "training", JobState.RUNNING, created_at=now, jobs={"train": job}),
+        os.getpid(),  # a live runner: this process
+    )
+    code, out, err = run(capsys, "-w", str(workspace), "runs", "cancel", "live-run")
+    assert code == 0, err
+    assert "cancel requested" in out
+    assert history.heartbeat("live-run") is True  # what the runner sees on its next beat
+    history.close()
+    done = trained["run"]["run_id"]
+    code, _, err = run(capsys, "-w", str(workspace), "runs", "cancel", done)
+    assert code == 2
+    assert "Succeeded already" in err

@@ -1,0 +1,145 @@
+"""The built-in training pipeline, end to end on a small generated fleet."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from perfml.featurestore import FeatureStore
+from perfml.ingest import ingest_corpus
+from perfml.pipelines.dsl import Resources
+from perfml.pipelines.history import RunHistory
+from perfml.pipelines.runner import LocalRunner
+from perfml.pipelines.states import JobState, RunRecord
+from perfml.pipelines.training import (
+    LONG_BATCH,
+    build_training_pipeline,
+    split_instant,
+    train,
+)
+from perfml.registry import FilesystemArtifactStore, ModelRegistry
+from perfml.registry.db import sqlite_url
+from perfml.registry.models import load_detector
+from perfml.sources.fleet import generate_fleet, write_fleet
+
+START, END = "2024-01-01T00:00:00+00:00", "2024-03-01T00:00:00+00:00"
+METRIC = "request_latency_ms"
+
+
+@dataclass
+class Trained:
+    run: RunRecord
+    params: dict[str, object]
+    workspace: Path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    workspace = tmp_path_factory.mktemp("training")
+    write_fleet(generate_fleet(hosts=2, months=2, seed=7), workspace / "fleet")
+    ingest_corpus(FeatureStore(workspace / "store"), workspace / "fleet")
+    url = sqlite_url(workspace / "metadata.db")
+    params: dict[str, object] = {
+        "store": str(workspace / "store"),
+        "registry_url": url,
+        "workspace": str(workspace),
+        "metrics": [METRIC],
+        "start": START,
+        "end": END,
+        "detector": "streaming",
+        "model": "latency",
+        "batch_rows": 4096,
+        "promote": True,
+        "gate": [{"metric": "nab_standard", "min_absolute_change": 0.0}],
+    }
+    history = RunHistory(url)
+    runner = LocalRunner(history, workspace, Resources(cpu=2, memory="4Gi"), environ={})
+    run = runner.run(build_training_pipeline(), params)
+    history.close()
+    return Trained(run, params, workspace)
+
+
+def registry(workspace: Path) -> ModelRegistry:
+    return ModelRegistry(
+        sqlite_url(workspace / "metadata.db"),
+        FilesystemArtifactStore(workspace / "artifacts"),
+        cache_dir=workspace / "cache" / "artifacts",
+        deliver_in_background=False,
+    )
+
+
+def test_every_job_succeeds_and_the_version_carries_its_lineage(trained: Trained) -> None:
+    run = trained.run
+    assert run.state is JobState.SUCCEEDED, run.message
+    assert list(run.jobs) == ["query", "preprocess", "train", "evaluate", "register"]
+    assert all(j.state is JobState.SUCCEEDED for j in run.jobs.values())
+    assert all(j.usage.cpu_seconds > 0 and j.usage.peak_memory_bytes > 0 for j in run.jobs.values())
+    figures = json.loads((Path(run.workspace) / "evaluate" / "outputs" / "figures").read_text())
+    assert {"nab_standard", "event_f1", "point_f1", "threshold"} <= set(figures["figures"])
+    with registry(trained.workspace) as opened:
+        version, detector = load_detector(opened, "latency@production")
+    assert version.version == 1
+    assert version.pipeline_run == run.run_id
+    assert version.features == [METRIC]
+    assert version.data_start is not None
+    assert version.data_start.isoformat() == START
+    assert version.data_end == split_instant(START, END, 0.2)
+    assert version.metrics == pytest.approx(figures["figures"])
+    assert version.tags["pipeline"] == "training"
+    points = FeatureStore(trained.workspace / "store").read(METRIC, "host-0000", start="2024-02-20")
+    scores = detector.score(points.select(["ts", "value"]))
+    assert len(scores) == points.num_rows
+    assert np.all((scores >= 0) & (scores <= 1))
+
+
+def test_preprocess_streams_the_training_rows_as_arrow_batches(trained: Trained) -> None:
+    folder = Path(trained.run.workspace) / "preprocess"
+    summary = json.loads((folder / "result.json").read_text())["value"]
+    sizes = []
+    with pa.OSFile(str(folder / "outputs" / "batches"), "rb") as f, pa.ipc.open_stream(f) as r:
+        assert r.schema == LONG_BATCH
+        for batch in r:  # one batch at a time, as training reads it
+            sizes.append(batch.num_rows)
+            assert batch.column("ts").to_pylist()[-1] < split_instant(START, END, 0.2)
+    assert len(sizes) > 1
+    assert max(sizes) <= 4096
+    assert sum(sizes) == summary["rows"]
+
+
+def test_train_learns_the_fleet_stream_into_one_loadable_detector(
+    trained: Trained, tmp_path: Path
+) -> None:
+    batches = Path(trained.run.workspace) / "preprocess" / "outputs" / "batches"
+    out = tmp_path / "model.zip"
+    first = train(batches, "streaming", {}, out)
+    again = train(batches, "streaming", {}, tmp_path / "again.zip")
+    assert first["sha256"] == again["sha256"]  # deterministic
+    assert (
+        first["rows"]
+        == json.loads((batches.parents[1] / "result.json").read_text())["value"]["rows"]
+    )
+
+
+def test_a_univariate_detector_refuses_two_metrics(trained: Trained) -> None:
+    params = {**trained.params, "metrics": [METRIC, "cpu_util"], "promote": False}
+    history = RunHistory(str(trained.params["registry_url"]))
+    runner = LocalRunner(history, trained.workspace, Resources(cpu=2, memory="4Gi"), environ={})
+    run = runner.run(build_training_pipeline(retries=0), params)
+    history.close()
+    failed = run.jobs["preprocess"]
+    assert run.state is JobState.FAILED
+    assert failed.state is JobState.FAILED
+    assert "models one metric" in failed.message
+    assert run.jobs["register"].state is JobState.CANCELLED
+
+
+def test_overrides_reach_every_step() -> None:
+    pipeline = build_training_pipeline(timeout=30, retries=0)
+    assert {t.step.timeout for t in pipeline.tasks.values()} == {30}
+    assert {t.step.retries for t in pipeline.tasks.values()} == {0}
+    assert all(t.step.resources.memory_bytes > 0 for t in build_training_pipeline().tasks.values())
