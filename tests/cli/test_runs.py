@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,39 @@ def test_runs_cancel_asks_the_runner_and_refuses_finished_runs(trained, workspac
     code, _, err = run(capsys, "-w", str(workspace), "runs", "cancel", done)
     assert code == 2
     assert "Succeeded already" in err
+
+
+def test_serve_metrics_exposes_the_jobs_for_prometheus(tmp_path: Path) -> None:
+    """`perfml runs serve-metrics` answers /metrics with the Kubernetes names until stopped."""
+    import signal
+    import subprocess
+    import sys
+    import time as clock
+
+    import httpx
+
+    config = tmp_path / "perfml.yaml"
+    config.write_text("workspace: ws\n")
+    port = 0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [Path(sys.executable).parent / "perfml", "-c", str(config), "runs", "serve-metrics",
+         "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = clock.monotonic() + 60
+        while True:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.communicate()
+                assert clock.monotonic() < deadline
+                clock.sleep(0.2)
+        assert "# TYPE kube_node_status_allocatable gauge" in text
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)

@@ -166,3 +166,39 @@ def test_a_step_past_its_timeout_is_killed_in_kfp_local(kfp_local: Path, tmp_pat
         build_kfp_pipeline(hang)()
     child = int(pid_file.read_text())
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings(LOCAL_IMAGE_WARNING)
+def test_the_training_pipeline_runs_end_to_end_in_kfp_local(
+    kfp_local: Path, tmp_path: Path
+) -> None:
+    from perfml.featurestore import FeatureStore
+    from perfml.ingest import ingest_corpus
+    from perfml.pipelines.training import build_training_pipeline
+    from perfml.registry import FilesystemArtifactStore, ModelRegistry
+    from perfml.registry.db import sqlite_url
+    from perfml.sources.fleet import generate_fleet, write_fleet
+
+    write_fleet(generate_fleet(hosts=2, months=2, seed=7), tmp_path / "fleet")
+    ingest_corpus(FeatureStore(tmp_path / "store"), tmp_path / "fleet")
+    url = sqlite_url(tmp_path / "metadata.db")
+    build_kfp_pipeline(build_training_pipeline())(
+        store=str(tmp_path / "store"),
+        registry_url=url,
+        workspace=str(tmp_path),
+        metrics=json.dumps(["request_latency_ms"]),  # kfp has no list type: JSON
+        start="2024-01-01T00:00:00+00:00",
+        end="2024-03-01T00:00:00+00:00",
+        detector="streaming",
+        model="latency",
+        run_id="kfp-local-1",
+    )
+    with ModelRegistry(
+        url, FilesystemArtifactStore(tmp_path / "artifacts"), deliver_in_background=False
+    ) as registry:
+        (version,) = registry.versions("latency")
+    assert version.detector == "streaming"
+    assert version.features == ["request_latency_ms"]
+    assert version.pipeline_run == "kfp-local-1"
+    assert "nab_standard" in version.metrics

@@ -210,3 +210,34 @@ def cancel(
         raise RunFinishedError(run_id, run.state)
     history.request_cancel(run_id)
     out.print(f"cancel requested for run {run_id}; its runner stops it at its next heartbeat")
+
+
+@app.command("serve-metrics")
+def serve_metrics_command(
+    ctx: typer.Context,
+    port: int = typer.Option(9102, "--port", min=0, max=65535, help="port to listen on"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
+) -> None:
+    """Serve the jobs' metrics at /metrics, named as kube-state-metrics and cAdvisor name them.
+
+    Runs until interrupted; point Prometheus at it to alert on stuck, failing or slow jobs.
+    """
+    from perfml.cli.train import runner_capacity
+    from perfml.pipelines.metrics_server import serve_metrics
+    from perfml.pipelines.training import build_training_pipeline
+
+    settings = state(ctx).settings
+    history = open_history(ctx)
+    server = serve_metrics(
+        history,
+        runner_capacity(settings),
+        port,
+        host,
+        pipelines=[build_training_pipeline()],
+    )
+    out.print(f"serving job metrics at {server.url}", highlight=False)
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        server.close()

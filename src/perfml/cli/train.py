@@ -78,18 +78,18 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
     return found
 
 
-def runner_for(settings: Settings, history: RunHistory) -> LocalRunner:
-    """The local runner on the workspace (runs under ``<workspace>/runs``), within the
-    capacity of ``pipelines`` in the settings (this machine's by default)."""
+def runner_capacity(settings: Settings) -> Resources:
+    """The runner's capacity: ``pipelines`` in the settings, this machine's by default."""
     capacity = settings.pipelines
-    return LocalRunner(
-        history,
-        settings.workspace.absolute(),
-        Resources(
-            cpu=capacity.cpu or psutil.cpu_count() or 1,
-            memory=capacity.memory or psutil.virtual_memory().total,
-        ),
+    return Resources(
+        cpu=capacity.cpu or psutil.cpu_count() or 1,
+        memory=capacity.memory or psutil.virtual_memory().total,
     )
+
+
+def runner_for(settings: Settings, history: RunHistory) -> LocalRunner:
+    """The local runner on the workspace (runs under ``<workspace>/runs``)."""
+    return LocalRunner(history, settings.workspace.absolute(), runner_capacity(settings))
 
 
 @dataclass(frozen=True)
