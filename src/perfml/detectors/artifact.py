@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from perfml import __version__
+from perfml.atomic import atomic_output
 from perfml.detectors.errors import ArtifactError
 
 FORMAT = "perfml-detector"
@@ -81,19 +82,15 @@ def write(
         "arrays": index,
     }
     text = json.dumps(manifest, sort_keys=True, indent=1, allow_nan=False).encode()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for member, blob in [(MANIFEST, text), *sorted(blobs.items())]:
-            info = zipfile.ZipInfo(member, date_time=_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, blob)
-    with open(tmp, "rb") as handle:
-        digest = hashlib.sha256(handle.read()).hexdigest()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return digest
+    with atomic_output(path, durable=True) as temporary:
+        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for member, blob in [(MANIFEST, text), *sorted(blobs.items())]:
+                info = zipfile.ZipInfo(member, date_time=_EPOCH)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                archive.writestr(info, blob)
+        # Returning inside the block still completes it: the file is in place when we return.
+        return hashlib.sha256(temporary.read_bytes()).hexdigest()
 
 
 def read(path: str | os.PathLike[str]) -> Saved:

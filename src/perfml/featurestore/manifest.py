@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from perfml.atomic import atomic_output
 from perfml.featurestore.errors import CorruptStoreError
 
 MANIFEST_NAME = "_manifest.json"
@@ -144,18 +144,8 @@ def load(root: Path) -> Manifest:
 
 def commit(root: Path, manifest: Manifest) -> None:
     """Make ``manifest`` the store's state in one atomic step (write, fsync, rename)."""
-    path = root / MANIFEST_NAME
-    tmp = root / f".{MANIFEST_NAME}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as out:
-        json.dump(manifest.to_json(), out, separators=(",", ":"))
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(root, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    with atomic_output(root / MANIFEST_NAME, durable=True) as temporary:
+        temporary.write_text(json.dumps(manifest.to_json(), separators=(",", ":")), "utf-8")
 
 
 @contextlib.contextmanager

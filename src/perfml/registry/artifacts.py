@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
+from perfml.atomic import atomic_output
 from perfml.registry.errors import ArtifactIntegrityError, ArtifactStoreError, NotFoundError
 
 _CHUNK = 1 << 20
@@ -71,13 +72,9 @@ class FilesystemArtifactStore:
     def put(self, path: Path, digest: str, name: str) -> str:
         target = self._path(digest)
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{digest}.{os.getpid()}.tmp")
-            shutil.copyfile(path, tmp)
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            verify(tmp, digest, str(path))
-            os.replace(tmp, target)
+            with atomic_output(target, durable=True) as temporary:
+                shutil.copyfile(path, temporary)
+                verify(temporary, digest, str(path))
         return f"{self.scheme}://{target}"
 
     def fetch(self, uri: str, digest: str, dest: Path) -> Path:

@@ -37,6 +37,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from perfml.atomic import atomic_output
 from perfml.featurestore.schema import LONG_SCHEMA, TIMESTAMP_TYPE
 from perfml.sources.errors import FleetConfigError
 from perfml.sources.fleet_behaviour import (
@@ -51,7 +52,7 @@ from perfml.sources.fleet_behaviour import (
     inject,
     normal_behaviour,
 )
-from perfml.sources.nab import Window, atomic_output, write_series, write_windows
+from perfml.sources.nab import Window, write_series, write_windows
 
 __all__ = [
     "DEFAULT_START",

@@ -34,12 +34,9 @@ key points by ``(metric, entity, ts)``.
 ['a', 'a']
 """
 
-import contextlib
 import csv
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -51,6 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from perfml.atomic import atomic_output
 from perfml.featurestore.schema import LONG_SCHEMA, METRIC_NAME, TIMESTAMP_TYPE
 from perfml.sources.errors import MetricNameError, NabFormatError
 
@@ -99,28 +97,6 @@ class NabSeries:
     def read(self) -> pa.Table:
         """The series' points, as :func:`read_series` returns them."""
         return read_series(self.path)
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; once the block succeeds, move it onto ``path``.
-
-    Readers see the old file or the complete new one, never a half-written one, because
-    ``os.replace`` within one folder is atomic. If the block raises, the temporary file goes.
-    The parent folders are created.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        yield temporary
-        # mkstemp creates the file private (0600); a data file is meant to be shared.
-        temporary.chmod(0o644)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def read_series(path: str | Path) -> pa.Table:
