@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from perfml.featurestore.ingest import ROW_GROUP_ROWS
 from perfml.featurestore.manifest import DataFile
 from perfml.featurestore.query import Selection
 from perfml.featurestore.schema import READ_SCHEMA, TIMESTAMP_TYPE
@@ -94,11 +95,13 @@ def stream_sorted(
     batch_rows: int,
     chunk_rows: int = 1 << 20,
 ) -> Iterator[pa.RecordBatch]:
-    """The points of :func:`read_sorted`, as batches, reading about ``chunk_rows`` at a time.
+    """The points of :func:`read_sorted`, as batches, reading a group of entities at a time.
 
-    Entities are taken in groups sized so that a group holds about ``chunk_rows`` points; each
-    group is read (Parquet statistics skip the row groups of other entities), ordered and cut
-    into batches. Memory is bounded by the group, whatever the size of the selection.
+    Entities are taken in groups; each group is read (Parquet statistics skip the row groups
+    of other entities), ordered and cut into batches. A group holds about ``chunk_rows``
+    points, but at least the entities of one row group of each file: a smaller group would
+    decode the same row group again for each of its neighbours. Memory is bounded by a group —
+    about one row group per file of the selection — whatever the number of entities or points.
     """
     for metric in sorted({f.metric for f in files}):
         mine = [f for f in files if f.metric == metric]
@@ -107,8 +110,10 @@ def stream_sorted(
             names = sorted(set(names) & set(selection.entities))
         if not names:
             continue
-        per_entity = max(1, sum(f.rows for f in mine) // max(1, len(entities.get(metric, ()))))
-        group = max(1, chunk_rows // per_entity)
+        known = max(1, len(entities.get(metric, ())))
+        per_entity = max(1, sum(f.rows for f in mine) // known)
+        per_row_group = max(known * min(f.rows, ROW_GROUP_ROWS) // max(f.rows, 1) for f in mine)
+        group = max(1, chunk_rows // per_entity, per_row_group)
         for first in range(0, len(names), group):
             chunk = replace(selection, entities=tuple(names[first : first + group]))
             yield from read_sorted(root, mine, chunk).to_batches(max_chunksize=batch_rows)
