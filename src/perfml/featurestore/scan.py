@@ -87,6 +87,10 @@ def _by_entity(table: pa.Table) -> pa.Table:
     return rest.add_column(0, READ_SCHEMA.field("entity"), column)
 
 
+GROUP_ROWS_CAP = 4 << 20
+"""Points one stream group may hold at most, whatever the files' row groups."""
+
+
 def stream_sorted(
     root: Path,
     files: Sequence[DataFile],
@@ -100,8 +104,9 @@ def stream_sorted(
     Entities are taken in groups; each group is read (Parquet statistics skip the row groups
     of other entities), ordered and cut into batches. A group holds about ``chunk_rows``
     points, but at least the entities of one row group of each file: a smaller group would
-    decode the same row group again for each of its neighbours. Memory is bounded by a group —
-    about one row group per file of the selection — whatever the number of entities or points.
+    decode the same row group again for each of its neighbours — and at most
+    ``GROUP_ROWS_CAP`` points. Memory is bounded by a group, whatever the number of entities
+    or points.
     """
     for metric in sorted({f.metric for f in files}):
         mine = [f for f in files if f.metric == metric]
@@ -113,7 +118,9 @@ def stream_sorted(
         known = max(1, len(entities.get(metric, ())))
         per_entity = max(1, sum(f.rows for f in mine) // known)
         per_row_group = max(known * min(f.rows, ROW_GROUP_ROWS) // max(f.rows, 1) for f in mine)
-        group = max(1, chunk_rows // per_entity, per_row_group)
+        ceiling = max(1, GROUP_ROWS_CAP // per_entity)
+        group = max(1, chunk_rows // per_entity, min(per_row_group, ceiling))
         for first in range(0, len(names), group):
             chunk = replace(selection, entities=tuple(names[first : first + group]))
             yield from read_sorted(root, mine, chunk).to_batches(max_chunksize=batch_rows)
+            pa.default_memory_pool().release_unused()  # give the group's buffers back
