@@ -134,6 +134,19 @@ class PipelinesSettings(_Strict):
         return None if value is None else _duration(value)
 
 
+class ServingSettings(_Strict):
+    """``perfml serve``: where it listens, what it serves, how it guards and reloads."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    models: tuple[str, ...] = Field((), description="references served, e.g. cpu@production")
+    token_env: str = "PERFML_SERVING_TOKEN"
+    poll_interval: str = "10s"
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+
+    _check_poll = field_validator("poll_interval")(_duration)
+
+
 class DemoSettings(_Strict):
     """The fleet ``make demo`` generates."""
 
@@ -150,6 +163,7 @@ class Settings(_Strict):
     sources: SourcesSettings = SourcesSettings()
     registry: RegistrySettings = RegistrySettings()
     pipelines: PipelinesSettings = PipelinesSettings()
+    serving: ServingSettings = ServingSettings()
     demo: DemoSettings = DemoSettings()
 
     @property
@@ -295,6 +309,19 @@ pipelines:
   # Override every step's own timeout per attempt (a duration: 30m, 2h) and retries.
   step_timeout: null
   step_retries: null
+
+serving:
+  # Where `perfml serve` listens (0.0.0.0 to accept other hosts).
+  host: 127.0.0.1
+  port: 8080
+  # References served when `perfml serve` is given no --model: name@alias, name:version, name.
+  models: []
+  # The environment variable holding the bearer token; unset or empty: no authentication.
+  token_env: PERFML_SERVING_TOKEN
+  # How often aliases are re-read for moves made by other processes (a duration).
+  poll_interval: 10s
+  # Larger request bodies are refused with 413.
+  max_body_bytes: 10485760
 
 # The fleet `perfml demo` generates and ingests.
 demo:

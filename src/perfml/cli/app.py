@@ -13,7 +13,18 @@ from pathlib import Path
 import typer
 
 from perfml import __version__
-from perfml.cli import evaluate, generate, ingest, models, pipeline, runs, setup, store, train
+from perfml.cli import (
+    evaluate,
+    generate,
+    ingest,
+    models,
+    pipeline,
+    runs,
+    serve,
+    setup,
+    store,
+    train,
+)
 from perfml.cli.state import CliState, err
 from perfml.errors import PerfmlError
 
@@ -32,6 +43,7 @@ app.add_typer(store.app, name="store")
 app.add_typer(models.app, name="models")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(runs.app, name="runs")
+app.add_typer(serve.app, name="serve")
 app.command("init")(setup.init)
 app.command("demo")(setup.demo)
 app.command("train")(train.train)

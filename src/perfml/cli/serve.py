@@ -1,0 +1,103 @@
+"""``perfml serve``: the inference server (Open Inference Protocol v2) on uvicorn.
+
+The server is assembled here from the settings — the registry, the model repository, the
+feature store for feedback, the metrics — and the library's app does the rest. With
+``--workers N`` each uvicorn worker builds its own from the same settings (passed in the
+environment), and the metrics are summed over the workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import typer
+from fastapi import FastAPI
+
+from perfml.cli.state import err, state
+from perfml.config import Settings
+from perfml.errors import UsageError
+from perfml.featurestore import FeatureStore
+from perfml.registry.names import parse_ref
+from perfml.registry.setup import open_registry
+from perfml.serving import DataPlane, ModelRepository, build_app
+from perfml.serving.metrics import ServingMetrics
+from perfml.timeparse import parse_duration
+
+SETTINGS_ENV = "PERFML_SERVE_SETTINGS"
+MODELS_ENV = "PERFML_SERVE_MODELS"
+
+app = typer.Typer(
+    help="Serve models over the Open Inference Protocol v2, following their aliases.",
+    invoke_without_command=True,
+)
+
+
+@app.callback()
+def serve(
+    ctx: typer.Context,
+    model: list[str] | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        metavar="REF",
+        help="NAME@ALIAS, NAME:VERSION or NAME; repeat for several",
+    ),
+    host: str | None = typer.Option(None, "--host", help="default: serving.host"),
+    port: int | None = typer.Option(None, "--port", help="default: serving.port"),
+    workers: int = typer.Option(1, "--workers", min=1, help="worker processes"),
+) -> None:
+    """Serve models by alias; reload them when the alias moves."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    settings = state(ctx).settings
+    refs = list(model or settings.serving.models)
+    if not refs:
+        raise UsageError("nothing to serve: pass --model NAME@production or set serving.models")
+    for ref in refs:
+        parse_ref(ref)  # a bad name fails here, not in every worker
+    listen_host = host or settings.serving.host
+    listen_port = port or settings.serving.port
+    err.print(f"perfml: serving {', '.join(refs)} on http://{listen_host}:{listen_port}")
+    if workers == 1:
+        uvicorn.run(create_app(settings, refs), host=listen_host, port=listen_port)
+        return
+    ServingMetrics.prepare_multiprocess(settings.workspace.absolute() / "serving-metrics")
+    os.environ[SETTINGS_ENV] = settings.model_dump_json()
+    os.environ[MODELS_ENV] = "\n".join(refs)
+    uvicorn.run(
+        "perfml.cli.serve:app_factory",
+        factory=True,
+        host=listen_host,
+        port=listen_port,
+        workers=workers,
+    )
+
+
+def create_app(settings: Settings, refs: Sequence[str]) -> FastAPI:
+    """The server for ``refs`` as ``settings`` describe it (one per worker process)."""
+    serving = settings.serving
+    metrics = ServingMetrics.from_environment()
+    repository = ModelRepository(
+        open_registry(settings),
+        refs,
+        poll_interval=parse_duration(serving.poll_interval).total_seconds(),
+        on_loaded=metrics.model_loaded,
+        on_load_failed=lambda m, v, _: metrics.model_load_failed(m, "" if v is None else v),
+    )
+    fs = settings.featurestore
+    store = FeatureStore(settings.store_path, fs.memory_limit, fs.threads)
+    return build_app(
+        DataPlane(repository, store),
+        metrics=metrics,
+        token=os.environ.get(serving.token_env) or None,
+        max_body_bytes=serving.max_body_bytes,
+    )
+
+
+def app_factory() -> FastAPI:
+    """uvicorn's factory for each worker: the settings the parent put in the environment."""
+    settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
+    return create_app(settings, os.environ[MODELS_ENV].split("\n"))

@@ -1,0 +1,312 @@
+"""The data plane: what the server does, free of HTTP (the REST layer only translates).
+
+``infer`` decodes the request's inputs into the detector's frame — ``ts`` as INT64 epoch
+milliseconds or BYTES ISO-8601 strings, one input per value column (``value`` for a
+univariate detector) — scores the rows as one batch with ``detector.score`` on the loaded
+version (which leaves it unchanged, so concurrent requests are safe), and answers
+``anomaly_score`` (FP64 ``[n]``) and, when the version records a threshold, ``is_anomaly``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterable
+from itertools import groupby
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from perfml import __version__
+from perfml.detectors.errors import BadInputError, NotFittedError
+from perfml.errors import UsageError
+from perfml.featurestore.manifest import LabelWindow
+from perfml.featurestore.store import FeatureStore
+from perfml.serving.errors import (
+    FeedbackUnavailableError,
+    InferenceFailedError,
+    InvalidRequestError,
+    UnprocessableInputError,
+)
+from perfml.serving.models import LoadedModel, ModelRepository
+from perfml.serving.types import (
+    FeedbackRequest,
+    FeedbackResponse,
+    InferenceRequest,
+    InferenceResponse,
+    MetadataModelResponse,
+    MetadataServerResponse,
+    MetadataTensor,
+    RequestInput,
+    ResponseOutput,
+)
+from perfml.timeparse import parse_instant, to_epoch_ms
+
+TS = "ts"
+SCORE = "anomaly_score"
+FLAG = "is_anomaly"
+MAX_ROWS = 1_000_000
+_INTEGERS = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
+_NUMBERS = _INTEGERS | {"FP16", "FP32", "FP64"}
+
+
+class DataPlane:
+    """Health, metadata, inference and feedback over a :class:`ModelRepository`."""
+
+    def __init__(self, models: ModelRepository, store: FeatureStore | None = None) -> None:
+        self.models = models
+        self.store = store
+        self._store_lock = threading.Lock()  # one DuckDB connection: one writer at a time
+
+    # -- health and metadata ---------------------------------------------------------------
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return self.models.ready()
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        self.models.get(name, version)  # raises ModelNotFoundError / ModelNotReadyError
+        return True
+
+    def metadata(self) -> MetadataServerResponse:
+        return MetadataServerResponse(name="perfml", version=__version__, extensions=[])
+
+    def model_metadata(self, name: str, version: str | None = None) -> MetadataModelResponse:
+        model = self.models.get(name, version)
+        outputs = [MetadataTensor(name=SCORE, datatype="FP64", shape=[-1])]
+        if model.threshold is not None:
+            outputs.append(MetadataTensor(name=FLAG, datatype="BOOL", shape=[-1]))
+        info = model.version
+        return MetadataModelResponse(
+            name=name,
+            versions=[str(info.version)],
+            platform=f"perfml/{info.detector}",
+            inputs=[MetadataTensor(name=TS, datatype="INT64", shape=[-1])]
+            + [MetadataTensor(name=c, datatype="FP64", shape=[-1]) for c in _columns(model)],
+            outputs=outputs,
+            parameters={
+                "ref": model.ref,
+                "digest": info.digest,
+                "features": info.features,
+                "aliases": list(info.aliases),
+                **({"threshold": model.threshold} if model.threshold is not None else {}),
+            },
+        )
+
+    # -- inference ---------------------------------------------------------------------------
+
+    def infer(
+        self, name: str, request: InferenceRequest, version: str | None = None
+    ) -> InferenceResponse:
+        model = self.models.get(name, version)  # one model object for the whole request
+        frame = decode(request, _columns(model))
+        try:
+            scores = model.detector.score(frame)
+        except BadInputError as exc:
+            raise UnprocessableInputError(str(exc)) from None
+        except NotFittedError as exc:
+            raise InferenceFailedError(name, model.version.version, str(exc)) from None
+        return encode(model, request, np.asarray(scores, dtype=np.float64))
+
+    # -- feedback ----------------------------------------------------------------------------
+
+    def feedback(self, name: str, request: FeedbackRequest) -> FeedbackResponse:
+        """Store the true labels as labelled anomaly windows (runs of ``true``)."""
+        model = self.models.get(name)
+        if self.store is None:
+            raise FeedbackUnavailableError()
+        if len(request.ts) != len(request.labels):
+            raise InvalidRequestError(
+                f"feedback has {len(request.ts)} timestamps but {len(request.labels)} labels"
+            )
+        metric = request.metric or _metric_of(model)
+        stamps = _timestamps(request.ts, "ts")
+        pairs = sorted(zip(stamps.tolist(), request.labels, strict=True))
+        windows = [
+            LabelWindow(metric, request.entity, run[0][0], run[-1][0], request.kind)
+            for flag, group in groupby(pairs, key=lambda p: p[1])
+            if flag
+            for run in [list(group)]
+        ]
+        if windows:
+            empty = pa.table(
+                {
+                    "metric": pa.array([], pa.string()),
+                    "entity": pa.array([], pa.string()),
+                    "ts": pa.array([], pa.timestamp("ms", tz="UTC")),
+                    "value": pa.array([], pa.float64()),
+                }
+            )
+            with self._store_lock:
+                self.store.write(empty, windows=windows, where=f"feedback for {name}")
+        return FeedbackResponse(
+            model_name=name,
+            model_version=str(model.version.version),
+            metric=metric,
+            entity=request.entity,
+            points=len(pairs),
+            anomalous=sum(1 for _, flag in pairs if flag),
+            windows=len(windows),
+        )
+
+
+def _columns(model: LoadedModel) -> list[str]:
+    return list(model.detector.columns or ["value"])
+
+
+def _metric_of(model: LoadedModel) -> str:
+    features = model.version.features
+    return features[0] if features else model.name
+
+
+# -- decoding and encoding -------------------------------------------------------------------
+
+
+def decode(request: InferenceRequest, columns: list[str]) -> pa.Table:
+    """The frame (``ts`` and ``columns``) a request's inputs describe."""
+    by_name: dict[str, RequestInput] = {}
+    for tensor in request.inputs:
+        if tensor.name in by_name:
+            raise InvalidRequestError(f"input {tensor.name!r} is given twice")
+        by_name[tensor.name] = tensor
+    if len(columns) == 1 and columns[0] not in by_name and "value" in by_name:
+        by_name[columns[0]] = by_name.pop("value")
+    expected = [TS, *columns]
+    missing = [c for c in expected if c not in by_name]
+    unknown = sorted(set(by_name) - set(expected))
+    if missing or unknown:
+        raise UnprocessableInputError(
+            f"the model takes inputs {expected}; missing {missing}, unknown {unknown}"
+        )
+    ts_input = by_name[TS]
+    if ts_input.datatype not in _INTEGERS and ts_input.datatype != "BYTES":
+        raise UnprocessableInputError(
+            f"datatype {ts_input.datatype} is not INT64 epoch ms or BYTES ISO-8601", TS
+        )
+    ts = _timestamps(_flat(ts_input), TS)
+    table: dict[str, Any] = {TS: pa.array(ts, pa.int64())}
+    for column in columns:
+        tensor = by_name[column]
+        if tensor.datatype not in _NUMBERS:
+            raise UnprocessableInputError(
+                f"datatype {tensor.datatype} is not a number", tensor.name
+            )
+        values = _numbers(_flat(tensor), tensor.name)
+        if len(values) != len(ts):
+            raise UnprocessableInputError(
+                f"has {len(values)} rows but 'ts' has {len(ts)}", tensor.name
+            )
+        table[column] = pa.array(values, pa.float64())
+    return pa.table(table)
+
+
+def _flat(tensor: RequestInput) -> list[Any]:
+    """The tensor's data, flattened row-major and checked against its shape ``[n]``/``[n, 1]``."""
+    data = list(_flatten(tensor.data))
+    if any(d < 0 for d in tensor.shape):
+        raise InvalidRequestError(
+            f"input {tensor.name!r}: shape {tensor.shape} has a negative size"
+        )
+    size = math.prod(tensor.shape)
+    if size != len(data):
+        raise InvalidRequestError(
+            f"input {tensor.name!r}: shape {tensor.shape} holds {size} values, data has {len(data)}"
+        )
+    if len(tensor.shape) != 1 and not (len(tensor.shape) == 2 and tensor.shape[1] == 1):
+        raise UnprocessableInputError(f"shape {tensor.shape} is not [n] or [n, 1]", tensor.name)
+    if len(data) > MAX_ROWS:
+        raise UnprocessableInputError(f"{len(data)} rows; at most {MAX_ROWS}", tensor.name)
+    return data
+
+
+def _flatten(data: Iterable[Any]) -> Iterable[Any]:
+    for item in data:
+        if isinstance(item, list):
+            yield from _flatten(item)
+        else:
+            yield item
+
+
+def _numbers(data: list[Any], name: str) -> npt.NDArray[np.float64]:
+    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in data):
+        raise UnprocessableInputError("values must be numbers", name)
+    try:
+        values = np.asarray(data, dtype=np.float64)
+    except (OverflowError, ValueError) as exc:
+        raise UnprocessableInputError(f"values are not numbers ({exc})", name) from None
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        raise UnprocessableInputError(
+            f"{len(bad)} value(s) are NaN or infinite (first at row {int(bad[0])})", name
+        )
+    return values
+
+
+def _timestamps(data: list[Any], name: str) -> npt.NDArray[np.int64]:
+    millis: list[int] = []
+    for item in data:
+        if isinstance(item, bool):
+            raise UnprocessableInputError(
+                "timestamps are epoch ms integers or ISO-8601 strings", name
+            )
+        if isinstance(item, int):
+            if not -(2**62) <= item <= 2**62:
+                raise UnprocessableInputError(f"timestamp {item} is out of range", name)
+            millis.append(item)
+        elif isinstance(item, str):
+            try:
+                millis.append(to_epoch_ms(parse_instant(item, name)))
+            except (UsageError, ValueError, OverflowError, OSError) as exc:
+                raise UnprocessableInputError(
+                    f"{item[:40]!r} is not a time ({exc})", name
+                ) from None
+        else:
+            raise UnprocessableInputError(
+                "timestamps are epoch ms integers or ISO-8601 strings", name
+            )
+    return np.asarray(millis, dtype=np.int64)
+
+
+def encode(
+    model: LoadedModel, request: InferenceRequest, scores: npt.NDArray[np.float64]
+) -> InferenceResponse:
+    """The response: ``anomaly_score`` and, with a threshold, ``is_anomaly``."""
+    threshold = _threshold(model, request)
+    makers: dict[str, Callable[[], ResponseOutput]] = {
+        SCORE: lambda: ResponseOutput(
+            name=SCORE, shape=[len(scores)], datatype="FP64", data=scores.tolist()
+        )
+    }
+    if threshold is not None:
+        makers[FLAG] = lambda: ResponseOutput(
+            name=FLAG,
+            shape=[len(scores)],
+            datatype="BOOL",
+            data=(scores >= threshold).tolist(),
+            parameters={"threshold": threshold},
+        )
+    wanted = [o.name for o in request.outputs] if request.outputs else list(makers)
+    unknown = [w for w in wanted if w not in makers]
+    if unknown:
+        raise UnprocessableInputError(
+            f"unknown output(s) {unknown}; the model answers {list(makers)}"
+        )
+    return InferenceResponse(
+        model_name=model.name,
+        model_version=str(model.version.version),
+        id=request.id,
+        outputs=[makers[w]() for w in wanted],
+    )
+
+
+def _threshold(model: LoadedModel, request: InferenceRequest) -> float | None:
+    raw = (request.parameters or {}).get("threshold", model.threshold)
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not np.isfinite(raw):
+        raise UnprocessableInputError(f"parameter 'threshold' must be a finite number, not {raw!r}")
+    return float(raw)

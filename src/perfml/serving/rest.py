@@ -1,0 +1,323 @@
+"""The REST adapter of the Open Inference Protocol v2: it only translates HTTP to the data plane.
+
+Every :class:`~perfml.serving.errors.ServingError` answers its ``status_code`` with the
+protocol's body ``{"error": "..."}``, as do malformed JSON (400), a request that does not fit
+the schema (422), a body over the limit (413) and unknown routes (404). Health endpoints and
+``/metrics`` stay open; the rest asks for the bearer token when one is configured.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from perfml import __version__
+from perfml.serving.dataplane import DataPlane
+from perfml.serving.errors import (
+    ForbiddenError,
+    PayloadTooLargeError,
+    ServingError,
+    UnauthorizedError,
+)
+from perfml.serving.types import (
+    ErrorResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    InferenceRequest,
+    InferenceResponse,
+    LiveResponse,
+    MetadataModelResponse,
+    MetadataServerResponse,
+    ReadyResponse,
+    dump,
+)
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+STARTED = "perfml.started"
+"""The scope key holding when the request arrived (``time.perf_counter()``)."""
+_KINDS = {"infer": ("infer", "predictions"), "feedback": ("feedback", "feedback")}
+"""The last path segment of an observed endpoint: its ``(method, service)`` labels."""
+
+
+class ServingMetrics(Protocol):
+    """What the server reports to; :class:`perfml.serving.metrics.ServingMetrics` is one."""
+
+    def observe_request(
+        self,
+        model: str,
+        version: str | int,
+        method: str,
+        code: int,
+        seconds: float,
+        service: str = ...,
+    ) -> None: ...
+    def model_loaded(self, model: str, version: str | int, seconds: float) -> None: ...
+    def model_load_failed(self, model: str, version: str | int) -> None: ...
+    def render(self) -> tuple[bytes, str]: ...
+
+
+class NoMetrics:
+    """The default: records nothing, renders an empty exposition."""
+
+    def observe_request(
+        self,
+        model: str,
+        version: str | int,
+        method: str,
+        code: int,
+        seconds: float,
+        service: str = "predictions",
+    ) -> None:
+        return None
+
+    def model_loaded(self, model: str, version: str | int, seconds: float) -> None:
+        return None
+
+    def model_load_failed(self, model: str, version: str | int) -> None:
+        return None
+
+    def render(self) -> tuple[bytes, str]:
+        return b"", "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _json(model: BaseModel, status: int = 200) -> JSONResponse:
+    return JSONResponse(dump(model), status_code=status)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 422, 503)
+}
+
+
+def build_app(
+    plane: DataPlane,
+    *,
+    metrics: ServingMetrics | None = None,
+    token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    manage_models: bool = True,
+) -> FastAPI:
+    """The ASGI app serving ``plane``; ``token`` turns bearer authentication on.
+
+    With ``manage_models`` the app's lifespan starts and stops the model repository.
+    """
+    meter: ServingMetrics = metrics or NoMetrics()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage_models:
+            plane.models.start()
+        try:
+            yield
+        finally:
+            if manage_models:
+                plane.models.stop()
+
+    app = FastAPI(
+        title="perfml inference (Open Inference Protocol v2)",
+        version=__version__,
+        lifespan=lifespan,
+    )
+
+    def authorize(request: Request) -> None:
+        if not token:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise UnauthorizedError()
+        if not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise ForbiddenError()
+
+    guarded = [Depends(authorize)]
+
+    def observed(
+        name: str, method: str, service: str, call: Callable[[], tuple[BaseModel, str]]
+    ) -> JSONResponse:
+        """Answer ``call()`` (the answer and the version that gave it), timed per model.
+
+        Failures are observed by the error handlers, which also see those raised before the
+        endpoint runs (validation, authentication).
+        """
+        started = time.perf_counter()
+        answer, version = call()
+        meter.observe_request(name, version, method, 200, time.perf_counter() - started, service)
+        return _json(answer)
+
+    def observe_failure(request: Request, code: int) -> None:
+        name = request.path_params.get("name")
+        path = request.url.path
+        kind = _KINDS.get(path.rsplit("/", 1)[-1])
+        if not isinstance(name, str) or kind is None or not plane.models.knows(name):
+            return  # an unknown name is not a model: it gets no series of its own
+        seconds = time.perf_counter() - request.scope.get(STARTED, time.perf_counter())
+        version = plane.models.current_version(name)
+        meter.observe_request(name, version, kind[0], code, seconds, kind[1])
+
+    # -- health, server metadata, metrics -----------------------------------------------------
+
+    @app.get("/v2/health/live", response_model=LiveResponse)
+    def live() -> JSONResponse:
+        return _json(LiveResponse(live=plane.live()))
+
+    @app.get("/v2/health/ready", response_model=ReadyResponse, responses={503: {}})
+    def ready() -> JSONResponse:
+        is_ready = plane.ready()
+        return _json(ReadyResponse(ready=is_ready), 200 if is_ready else 503)
+
+    @app.get("/metrics", response_class=Response)
+    def metrics_endpoint() -> Response:
+        body, content_type = meter.render()
+        return Response(body, media_type=content_type)
+
+    @app.get("/v2", response_model=MetadataServerResponse, dependencies=guarded, responses=_ERRORS)
+    def server_metadata() -> JSONResponse:
+        return _json(plane.metadata())
+
+    # -- models ------------------------------------------------------------------------------
+
+    def model_metadata(name: str, version: str | None = None) -> JSONResponse:
+        return _json(plane.model_metadata(name, version))
+
+    def model_ready(name: str, version: str | None = None) -> JSONResponse:
+        plane.model_ready(name, version)
+        return _json(ReadyResponse(name=name, ready=True))
+
+    def infer(name: str, payload: InferenceRequest, version: str | None = None) -> JSONResponse:
+        def run() -> tuple[BaseModel, str]:
+            answer = plane.infer(name, payload, version)
+            return answer, answer.model_version or ""
+
+        return observed(name, "infer", "predictions", run)
+
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        app.get(
+            prefix,
+            response_model=MetadataModelResponse,
+            dependencies=guarded,
+            responses=_ERRORS,
+        )(model_metadata)
+        app.get(
+            prefix + "/ready",
+            response_model=ReadyResponse,
+            dependencies=guarded,
+            responses=_ERRORS,
+        )(model_ready)
+        app.post(
+            prefix + "/infer",
+            response_model=InferenceResponse,
+            dependencies=guarded,
+            responses=_ERRORS,
+        )(infer)
+
+    @app.post(
+        "/v2/models/{name}/feedback",
+        response_model=FeedbackResponse,
+        dependencies=guarded,
+        responses=_ERRORS,
+    )
+    def feedback(name: str, payload: FeedbackRequest) -> JSONResponse:
+        def run() -> tuple[BaseModel, str]:
+            answer = plane.feedback(name, payload)
+            return answer, answer.model_version
+
+        return observed(name, "feedback", "feedback", run)
+
+    # -- errors: one protocol body for all -------------------------------------------------
+
+    @app.exception_handler(ServingError)
+    async def serving_error(request: Request, exc: ServingError) -> JSONResponse:
+        observe_failure(request, exc.status_code)
+        answer = _error(exc.status_code, str(exc))
+        answer.headers.update(exc.headers)
+        return answer
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            observe_failure(request, 400)
+            return _error(400, "malformed JSON: " + "; ".join(_problem(e) for e in errors))
+        observe_failure(request, 422)
+        return _error(422, "; ".join(_problem(e) for e in errors[:10]))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    if max_body_bytes:
+        app.add_middleware(BodyLimit, limit=max_body_bytes)
+    return app
+
+
+def _problem(error: Any) -> str:
+    where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+    message = str(error.get("msg", "invalid"))
+    return f"{where}: {message}" if where else message
+
+
+class BodyLimit:
+    """ASGI middleware: a body over ``limit`` bytes is answered 413 before the app reads it.
+
+    The body is read here (the app would read it whole anyway) and replayed to the app.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope[STARTED] = time.perf_counter()
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = _error(413, str(PayloadTooLargeError(self.limit)))
+        await response(scope, receive, send)
+
+
+__all__ = ["BodyLimit", "NoMetrics", "ServingMetrics", "build_app"]
