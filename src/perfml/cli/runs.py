@@ -222,7 +222,7 @@ def serve_metrics_command(
 
     Runs until interrupted; point Prometheus at it to alert on stuck, failing or slow jobs.
     """
-    from perfml.cli.train import runner_capacity
+    from perfml.pipelines.local import runner_capacity
     from perfml.pipelines.metrics_server import serve_metrics
     from perfml.pipelines.training import build_training_pipeline
 

@@ -11,11 +11,12 @@ from rich.table import Table
 
 from perfml.cli.render import print_report, print_summary
 from perfml.cli.state import out, progress, state
-from perfml.cli.train import print_training, run_training
+from perfml.cli.train import print_training
 from perfml.config import CONFIG_NAME, DEFAULT_CONFIG
 from perfml.detectors import DEFAULT_DETECTOR
 from perfml.errors import UsageError
 from perfml.ingest import ingest_corpus
+from perfml.pipelines.local import run_training
 from perfml.registry.setup import open_registry
 from perfml.sources.fleet import generate_fleet, write_fleet
 
