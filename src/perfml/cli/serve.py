@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import typer
 from fastapi import FastAPI
 
-from perfml.cli.state import err, state
+from perfml.cli.state import err, out, state
 from perfml.config import Settings
 from perfml.errors import UsageError
 from perfml.featurestore import FeatureStore
@@ -101,3 +102,39 @@ def app_factory() -> FastAPI:
     """uvicorn's factory for each worker: the settings the parent put in the environment."""
     settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
     return create_app(settings, os.environ[MODELS_ENV].split("\n"))
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    target: str = typer.Option(..., "--target", "-t", help="seldon or kserve"),
+    model: str = typer.Option(..., "--model", "-m", metavar="REF", help="NAME@ALIAS to pin"),
+    out_dir: Path = typer.Option(..., "--output", "-o", help="folder to write to"),
+    image: str | None = typer.Option(
+        None, "--image", help="MLServer image with perfml[mlserver] (a custom server)"
+    ),
+    namespace: str | None = typer.Option(None, "--namespace", help="Kubernetes namespace"),
+    storage_uri: str | None = typer.Option(
+        None, "--storage-uri", help="where the model folder is uploaded (s3://, gs://, pvc://)"
+    ),
+) -> None:
+    """Write a SeldonDeployment or KServe InferenceService serving NAME@ALIAS on MLServer."""
+    from perfml.serving.export import export_model, parse_target
+
+    chosen = parse_target(target)
+    with open_registry(state(ctx).settings, background_delivery=False) as registry:
+        done = export_model(
+            registry,
+            parse_ref(model),
+            chosen,
+            out_dir,
+            image=image,
+            namespace=namespace,
+            storage_uri=storage_uri,
+        )
+    version = done.version
+    out.print(
+        f"{version.model}:{version.version} (sha256:{version.digest[:12]}…) → "
+        f"{done.manifest}, {done.model_settings}",
+        highlight=False,
+    )
