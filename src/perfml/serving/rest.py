@@ -9,6 +9,8 @@ the schema (422), a body over the limit (413) and unknown routes (404). Health e
 from __future__ import annotations
 
 import hmac
+import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,6 +20,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -43,6 +46,8 @@ from perfml.serving.types import (
 )
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
+INLINE_VALUES = 256
+"""Requests with at most this many input values are scored on the event loop, not a thread."""
 STARTED = "perfml.started"
 """The scope key holding when the request arrived (``time.perf_counter()``)."""
 _KINDS = {"infer": ("infer", "predictions"), "feedback": ("feedback", "feedback")}
@@ -133,15 +138,10 @@ def build_app(
         lifespan=lifespan,
     )
 
-    def authorize(request: Request) -> None:
-        if not token:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
-            raise UnauthorizedError()
-        if not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise ForbiddenError()
+    async def authorize(request: Request) -> None:  # async: no threadpool hop per request
+        refused = _refusal(request.headers.get("authorization", ""), token)
+        if refused is not None:
+            raise refused
 
     guarded = [Depends(authorize)]
 
@@ -197,12 +197,17 @@ def build_app(
         plane.model_ready(name, version)
         return _json(ReadyResponse(name=name, ready=True))
 
-    def infer(name: str, payload: InferenceRequest, version: str | None = None) -> JSONResponse:
+    async def infer(
+        name: str, payload: InferenceRequest, version: str | None = None
+    ) -> JSONResponse:
         def run() -> tuple[BaseModel, str]:
             answer = plane.infer(name, payload, version)
             return answer, answer.model_version or ""
 
-        return observed(name, "infer", "predictions", run)
+        if _values(payload) <= INLINE_VALUES:
+            # Small requests score on the event loop: the thread hop would cost more.
+            return observed(name, "infer", "predictions", run)
+        return await run_in_threadpool(observed, name, "infer", "predictions", run)
 
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         app.get(
@@ -259,15 +264,123 @@ def build_app(
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail))
 
+    def authorized(scope: Scope) -> bool:
+        if not token:
+            return True
+        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        return _refusal(header, token) is None
+
+    app.add_middleware(FastInfer, plane=plane, meter=meter, authorized=authorized)
     if max_body_bytes:
-        app.add_middleware(BodyLimit, limit=max_body_bytes)
+        app.add_middleware(BodyLimit, limit=max_body_bytes)  # outside: the limit comes first
     return app
+
+
+def _refusal(header: str, token: str | None) -> ServingError | None:
+    """Why an ``Authorization`` header is refused (None: it is not)."""
+    if not token:
+        return None
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return UnauthorizedError()
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        return ForbiddenError()
+    return None
+
+
+def _values(payload: InferenceRequest) -> int:
+    return sum(len(tensor.data) for tensor in payload.inputs)
 
 
 def _problem(error: Any) -> str:
     where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
     message = str(error.get("msg", "invalid"))
     return f"{where}: {message}" if where else message
+
+
+_INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+
+
+class FastInfer:
+    """ASGI middleware: the fast path of a successful ``infer``, skipping FastAPI's machinery.
+
+    FastAPI's dependency and parameter solving costs more than scoring a small request. An
+    authorized JSON request to ``/v2/models/{name}[/versions/{v}]/infer`` that parses and
+    validates as the endpoint would (``json.loads``, then :class:`InferenceRequest`), has at
+    most :data:`INLINE_VALUES` values and scores without error is answered here, with the same
+    body and metric as the endpoint. Everything else — errors included — goes to the app
+    unchanged, which answers it as it always does (inference is pure, so rerunning is safe).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        plane: DataPlane,
+        meter: ServingMetrics,
+        authorized: Callable[[Scope], bool],
+    ) -> None:
+        self.app = app
+        self.plane = plane
+        self.meter = meter
+        self.authorized = authorized
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = (
+            _INFER_PATH.match(scope["path"])
+            if scope["type"] == "http" and scope["method"] == "POST"
+            else None
+        )
+        if found is None or not self.authorized(scope) or not _json_content(scope):
+            await self.app(scope, receive, send)
+            return
+        message = await receive()
+        if message["type"] != "http.request" or message.get("more_body", False):
+            await self.app(scope, _replayed(message, receive), send)
+            return
+        name, version = found.group(1), found.group(2)
+        response = self._answer(name, version, message.get("body", b""))
+        if response is None:
+            await self.app(scope, _replayed(message, receive), send)
+            return
+        await response(scope, receive, send)
+
+    def _answer(self, name: str, version: str | None, body: bytes) -> JSONResponse | None:
+        """The endpoint's answer to a request that succeeds, else None (the app answers)."""
+        try:
+            payload = InferenceRequest.model_validate(json.loads(body))
+            if _values(payload) > INLINE_VALUES:
+                return None  # large: the endpoint scores it in a thread
+            started = time.perf_counter()
+            answer = self.plane.infer(name, payload, version)
+        except Exception:
+            return None
+        seconds = time.perf_counter() - started
+        self.meter.observe_request(
+            name, answer.model_version or "", "infer", 200, seconds, "predictions"
+        )
+        return _json(answer)
+
+
+def _json_content(scope: Scope) -> bool:
+    """Whether FastAPI would read the body as JSON (no content type, or a JSON one)."""
+    kind: str = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
+    if not kind:
+        return True
+    main, _, subtype = kind.split(";", 1)[0].strip().lower().partition("/")
+    return main == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def _replayed(first: Message, receive: Receive) -> Receive:
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return first
+        return await receive()
+
+    return replay
 
 
 class BodyLimit:
