@@ -66,7 +66,6 @@ from typing import Any
 import numpy as np
 
 from perfml.detectors import Detector, register
-from perfml.detectors.frames import as_arrays
 
 
 @register
@@ -85,8 +84,7 @@ class SumOfInputs(Detector):
     def set_state(self, meta: Any, arrays: Any) -> None:
         pass
 
-    def score(self, frame: Any) -> Any:  # stateless: no copy needed
-        _, values, _ = as_arrays(frame, self.name, self.columns)
+    def score_values(self, ts: Any, values: Any) -> Any:  # stateless: no copy needed
         return values if values.ndim == 1 else values.sum(axis=1)
 '''
 

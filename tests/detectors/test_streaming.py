@@ -138,6 +138,29 @@ def test_scoring_a_frame_equals_updating_and_learning_row_by_row() -> None:
 
 
 @pytest.mark.parametrize("history", [8064, 300])
+def test_scoring_leaves_the_detector_as_it_was_and_a_copy_is_independent(history: int) -> None:
+    """One row is scored in place and more rows on a copy; neither may change the original."""
+    ts, values = periodic(days=4)
+    fitted = create("streaming", history=history).fit(frame(ts[: 3 * DAY], values[: 3 * DAY]))
+    before = fitted.get_state()
+    expected = fitted.copy().score_arrays(ts[3 * DAY :], values[3 * DAY :])
+    for i in (3 * DAY, 3 * DAY + 1):  # one row, a normal and a shifted value
+        for value in (values[i], values[i] + 40.0):
+            one = fitted.score(frame(ts[i : i + 1], np.array([value])))
+            reference = fitted.copy()
+            assert one[0] == reference.update(int(ts[i]), value)
+    many = fitted.score(frame(ts[3 * DAY :], values[3 * DAY :]))
+    np.testing.assert_array_equal(many, expected)
+    twin = fitted.copy()
+    twin.learn(ts[3 * DAY :], values[3 * DAY :])
+    after = fitted.get_state()
+    assert after[0] == before[0]
+    for key, array in before[1].items():
+        np.testing.assert_array_equal(after[1][key], array)
+    assert twin.get_state()[0] != before[0]
+
+
+@pytest.mark.parametrize("history", [8064, 300])
 def test_a_saved_detector_goes_on_exactly_as_the_original(tmp_path: Path, history: int) -> None:
     """Also once the history is full and old points leave every memory (``history=300``)."""
     ts, values = periodic(days=6)

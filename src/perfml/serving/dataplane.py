@@ -23,7 +23,7 @@ import pyarrow as pa
 from perfml import __version__
 from perfml.detectors import Detector
 from perfml.detectors.errors import BadInputError, NotFittedError
-from perfml.detectors.frames import Floats, as_arrays
+from perfml.detectors.frames import Floats, Millis
 from perfml.errors import UsageError
 from perfml.featurestore.manifest import LabelWindow
 from perfml.featurestore.store import FeatureStore
@@ -107,9 +107,9 @@ class DataPlane:
         self, name: str, request: InferenceRequest, version: str | None = None
     ) -> InferenceResponse:
         model = self.models.get(name, version)  # one model object for the whole request
-        frame = decode(request, _columns(model))
+        ts, values = decode(request, _columns(model))
         try:
-            scores = self._snapshots.score(model.detector, frame)
+            scores = self._snapshots.score(model.detector, ts, values)
         except BadInputError as exc:
             raise UnprocessableInputError(str(exc)) from None
         except NotFittedError as exc:
@@ -159,13 +159,14 @@ class DataPlane:
 
 
 class Snapshots:
-    """Score like ``detector.score`` does, but copy the detector from a pickled snapshot.
+    """Score like ``detector.score_values`` does, but copy the detector from a pickled snapshot.
 
-    :meth:`Detector.score` scores a ``copy.deepcopy`` of the detector; for a detector with a
-    long history that copy costs most of a request (~9 ms for ``streaming`` over a week of
-    5-minute points, where unpickling takes ~1 ms); a pickle round trip restores the same
-    state. The snapshot is taken once per loaded detector. Detectors that override ``score``
-    or ``copy``, or that cannot be pickled, score as usual.
+    :meth:`Detector.score_values` scores a ``copy.deepcopy`` of the detector unless the
+    detector has a faster way (``streaming`` scores one row in place and copies its memories
+    container by container); for a detector without one and a long history, that deep copy
+    costs most of a request, where unpickling takes a fraction of it and restores the same
+    state. The snapshot is taken once per loaded detector. Detectors that override
+    ``score_values`` or ``copy``, or that cannot be pickled, score as usual.
     """
 
     def __init__(self, keep: int = 16) -> None:
@@ -173,11 +174,10 @@ class Snapshots:
         self._taken: dict[int, tuple[Detector, bytes | None]] = {}
         self._lock = threading.Lock()
 
-    def score(self, detector: Detector, frame: pa.Table) -> Floats:
+    def score(self, detector: Detector, ts: Millis, values: Floats) -> Floats:
         snapshot = self._snapshot(detector)
         if snapshot is None:
-            return detector.score(frame)
-        ts, values, _ = as_arrays(frame, detector.name, detector.columns)
+            return detector.score_values(ts, values)
         scratch: Detector = pickle.loads(snapshot)  # our own bytes, taken in this process
         return scratch.score_arrays(ts, values)
 
@@ -187,7 +187,7 @@ class Snapshots:
             return taken[1]
         snapshot: bytes | None = None
         kind = type(detector)
-        if kind.score is Detector.score and kind.copy is Detector.copy:
+        if kind.score_values is Detector.score_values and kind.copy is Detector.copy:
             try:
                 snapshot = pickle.dumps(detector, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception:  # not picklable: score through deepcopy as usual
@@ -211,8 +211,9 @@ def _metric_of(model: LoadedModel) -> str:
 # -- decoding and encoding -------------------------------------------------------------------
 
 
-def decode(request: InferenceRequest, columns: list[str]) -> pa.Table:
-    """The frame (``ts`` and ``columns``) a request's inputs describe."""
+def decode(request: InferenceRequest, columns: list[str]) -> tuple[Millis, Floats]:
+    """The rows a request's inputs describe: ``(ts, values)`` as :func:`as_arrays` gives a
+    frame's (``values`` 1-D for one value column, else rows × ``columns``)."""
     by_name: dict[str, RequestInput] = {}
     for tensor in request.inputs:
         if tensor.name in by_name:
@@ -233,7 +234,9 @@ def decode(request: InferenceRequest, columns: list[str]) -> pa.Table:
             f"datatype {ts_input.datatype} is not INT64 epoch ms or BYTES ISO-8601", TS
         )
     ts = _timestamps(_flat(ts_input), TS)
-    table: dict[str, Any] = {TS: pa.array(ts, pa.int64())}
+    if len(ts) > 1 and np.any(np.diff(ts) < 0):
+        raise UnprocessableInputError("must not go backwards (sort the rows by ts)", TS)
+    arrays: list[Floats] = []
     for column in columns:
         tensor = by_name[column]
         if tensor.datatype not in _NUMBERS:
@@ -245,8 +248,8 @@ def decode(request: InferenceRequest, columns: list[str]) -> pa.Table:
             raise UnprocessableInputError(
                 f"has {len(values)} rows but 'ts' has {len(ts)}", tensor.name
             )
-        table[column] = pa.array(values, pa.float64())
-    return pa.table(table)
+        arrays.append(values)
+    return ts, arrays[0] if len(arrays) == 1 else np.column_stack(arrays)
 
 
 def _flat(tensor: RequestInput) -> list[Any]:

@@ -115,9 +115,9 @@ class PerfmlRuntime(MLModel):  # type: ignore[misc]  # mlserver ships no type in
         model = self._loaded
         try:
             request = InferenceRequest.model_validate(payload.model_dump(exclude_none=True))
-            frame = decode(request, list(model.detector.columns or ["value"]))
+            ts, values = decode(request, list(model.detector.columns or ["value"]))
             try:
-                scores = model.detector.score(frame)
+                scores = model.detector.score_values(ts, values)
             except BadInputError as exc:
                 raise UnprocessableInputError(str(exc)) from None
             except NotFittedError as exc:
