@@ -14,6 +14,7 @@ import typer
 
 from perfml import __version__
 from perfml.cli import (
+    alerts,
     evaluate,
     generate,
     ingest,
@@ -36,6 +37,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+app.add_typer(alerts.app, name="alerts")
 app.add_typer(evaluate.app, name="evaluate")
 app.add_typer(generate.app, name="generate")
 app.add_typer(ingest.app, name="ingest")
