@@ -155,6 +155,100 @@ class DemoSettings(_Strict):
     seed: int = 7
 
 
+class AlertRuleSettings(_Strict):
+    """One entry of ``monitoring.rules``: a change to a shipped rule (by ``name``), or a new
+    rule (``name`` and ``kind``). Only what is given changes; parameters are those of the kind
+    (see :mod:`perfml.monitoring.rule_kinds`), durations written as Prometheus does."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(pattern=r"^[A-Za-z_:][A-Za-z0-9_:]*$")
+    kind: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    for_: str | None = Field(None, alias="for")
+    keep_firing_for: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    enabled: bool | None = None
+
+    @field_validator("for_", "keep_firing_for")
+    @classmethod
+    def _check_durations(cls, value: str | None) -> str | None:
+        if value is None or value == "0":
+            return value
+        return _duration(value)
+
+
+class WebhookSettings(_Strict):
+    """A URL that receives every notification as JSON (Alertmanager's webhook format)."""
+
+    url: str = Field(pattern=r"^https?://")
+    send_resolved: bool = True
+
+
+class SmtpSettings(_Strict):
+    """Mail notifications. The password is never written here: ``password_file`` names a
+    file holding it, ``password_env`` an environment variable (in an Alertmanager export, the
+    file ``<secrets_dir>/<password_env>``, as a mounted Kubernetes Secret provides it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    smarthost: str = Field(pattern=r"^[^\s:]+:\d+$")
+    from_: str = Field(alias="from", pattern=r"^[^@\s]+@[^@\s]+$")
+    to: str = Field(pattern=r"^[^@\s]+@[^@\s]+(\s*,\s*[^@\s]+@[^@\s]+)*$")
+    username: str | None = None
+    password_file: str | None = None
+    password_env: str | None = None
+    require_tls: bool = True
+    send_resolved: bool = False
+
+
+class NotificationSettings(_Strict):
+    """Who is told of alerts, how they are grouped and how often they are repeated."""
+
+    group_by: tuple[str, ...] = ("alertname", "namespace")
+    group_wait: str = "30s"
+    group_interval: str = "5m"
+    repeat_interval: str = "4h"
+    critical_group_wait: str = "10s"
+    critical_repeat_interval: str = "1h"
+    webhooks: tuple[WebhookSettings, ...] = ()
+    log: Path | None = Field(None, description="JSON lines; default <workspace>/alerts.log")
+    smtp: SmtpSettings | None = None
+
+    _check_intervals = field_validator(
+        "group_wait",
+        "group_interval",
+        "repeat_interval",
+        "critical_group_wait",
+        "critical_repeat_interval",
+    )(_duration)
+
+
+class MonitoringSettings(_Strict):
+    """Alert rules, their evaluation, and notifications (``perfml export prometheus``)."""
+
+    evaluation_interval: str = "15s"
+    scrape_interval: str = "15s"
+    resolve_timeout: str = "5m"
+    disabled: tuple[str, ...] = ()
+    rules: tuple[AlertRuleSettings, ...] = ()
+    team: str = "perfml"
+    runbooks: str = Field(
+        "https://perfml.readthedocs.io/en/latest/runbooks.html", pattern=r"^https?://"
+    )
+    alertmanager: str = Field("localhost:9093", pattern=r"^[^\s/:]+:\d+$")
+    jobs_metrics: str | None = Field(
+        None, pattern=r"^[^\s/:]+:\d+$", description="default: perfml runs serve-metrics"
+    )
+    secrets_dir: str = "/etc/alertmanager/secrets"
+    notifications: NotificationSettings = NotificationSettings()
+
+    _check_intervals = field_validator("evaluation_interval", "scrape_interval", "resolve_timeout")(
+        _duration
+    )
+
+
 class Settings(_Strict):
     """The whole of ``perfml.yaml``."""
 
@@ -165,6 +259,7 @@ class Settings(_Strict):
     pipelines: PipelinesSettings = PipelinesSettings()
     serving: ServingSettings = ServingSettings()
     demo: DemoSettings = DemoSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     @property
     def store_path(self) -> Path:
@@ -328,5 +423,50 @@ demo:
   hosts: 12
   months: 3
   seed: 7
+
+# Alert rules (rendered for Prometheus by `perfml export prometheus`, evaluated by perfml in
+# the embedded mode) and the notifications they send.
+monitoring:
+  # How often rules are evaluated and targets scraped.
+  evaluation_interval: 15s
+  scrape_interval: 15s
+  # How long a resolved alert is kept and notified as resolved.
+  resolve_timeout: 5m
+  # Names of rules switched off.
+  disabled: []
+  # Change a shipped rule by name, or add one (name and kind), e.g.
+  #   - name: JobPendingTooLong
+  #     params: {threshold: 30m}
+  #     labels: {team: perf}
+  #   - name: CpuJobsStuck
+  #     kind: JobPendingTooLong
+  #     params: {threshold: 4h}
+  #     labels: {severity: critical}
+  # Each may set params, for, keep_firing_for, labels, annotations and enabled.
+  rules: []
+  # The team label of every shipped rule, and where the runbooks are (#<kind> appended).
+  team: perfml
+  runbooks: https://perfml.readthedocs.io/en/latest/runbooks.html
+  # Where Prometheus sends alerts (host:port), and where the job metrics are scraped from
+  # (default: `perfml runs serve-metrics` on 127.0.0.1); serving is scraped at serving.port.
+  alertmanager: localhost:9093
+  jobs_metrics: null
+  # Where an Alertmanager finds secret files, each named as its environment variable.
+  secrets_dir: /etc/alertmanager/secrets
+  notifications:
+    # Alerts with the same values of these labels go out as one notification.
+    group_by: [alertname, namespace]
+    group_wait: 30s
+    group_interval: 5m
+    repeat_interval: 4h
+    # Critical alerts are told sooner and repeated more often.
+    critical_group_wait: 10s
+    critical_repeat_interval: 1h
+    # Each: {url: https://..., send_resolved: true}.
+    webhooks: []
+    # JSON-lines notification log; default: <workspace>/alerts.log.
+    log: null
+    # {smarthost: host:port, from, to, username, password_file or password_env, require_tls}
+    smtp: null
 """
 """What ``perfml init`` writes: the defaults, commented."""

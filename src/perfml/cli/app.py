@@ -16,6 +16,7 @@ from perfml import __version__
 from perfml.cli import (
     alerts,
     evaluate,
+    export,
     generate,
     ingest,
     models,
@@ -26,6 +27,7 @@ from perfml.cli import (
     store,
     train,
 )
+from perfml.cli import dashboard as dashboard_cli
 from perfml.cli.state import CliState, err
 from perfml.errors import PerfmlError
 
@@ -39,6 +41,7 @@ app = typer.Typer(
 )
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(evaluate.app, name="evaluate")
+app.add_typer(export.app, name="export")
 app.add_typer(generate.app, name="generate")
 app.add_typer(ingest.app, name="ingest")
 app.add_typer(store.app, name="store")
@@ -48,6 +51,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(serve.app, name="serve")
 app.command("init")(setup.init)
 app.command("demo")(setup.demo)
+app.command("dashboard")(dashboard_cli.dashboard)
 app.command("train")(train.train)
 
 

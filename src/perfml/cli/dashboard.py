@@ -1,0 +1,74 @@
+"""``perfml dashboard`` (the web page on uvicorn) and ``perfml export grafana``.
+
+The dashboard reads the workspace: perfml's recorded metrics from the feature store, the run
+history and the registry from the metadata database. The library's app does the rest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from perfml.cli.state import err, out, state
+from perfml.config import Settings
+from perfml.dashboard.app import create_app
+from perfml.dashboard.data import DashboardSources
+from perfml.dashboard.grafana import write_grafana_dashboards
+from perfml.dashboard.panels import default_dashboard
+from perfml.featurestore import FeatureStore
+from perfml.monitoring.alert_store import AlertStore
+from perfml.monitoring.recorder import MetricsStore
+from perfml.pipelines.history import RunHistory
+from perfml.registry.setup import open_registry
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8088
+
+
+def open_sources(settings: Settings) -> DashboardSources:
+    """The workspace's sources (close them with :func:`close_sources`): perfml's recorded
+    metrics as flushed to the feature store, and the run history, the registry and the
+    alerts from the metadata database."""
+    fs = settings.featurestore
+    store = FeatureStore(settings.store_path, fs.memory_limit, fs.threads)
+    return DashboardSources(
+        series=MetricsStore(store),
+        history=RunHistory(settings.registry_url),
+        registry=open_registry(settings, background_delivery=False),
+        alerts=AlertStore(settings.registry_url),
+    )
+
+
+def close_sources(sources: DashboardSources) -> None:
+    """Close the database connections of ``sources``."""
+    for source in (sources.history, sources.registry, sources.alerts):
+        if source is not None:
+            source.close()
+
+
+def dashboard(
+    ctx: typer.Context,
+    host: str = typer.Option(DEFAULT_HOST, "--host", help="address to listen on"),
+    port: int = typer.Option(DEFAULT_PORT, "--port", help="port to listen on"),
+    refresh: float = typer.Option(30.0, "--refresh", min=0, help="seconds between redraws"),
+) -> None:
+    """Serve the dashboard: jobs, inference, drift, models and alerts."""
+    import uvicorn
+
+    sources = open_sources(state(ctx).settings)
+    try:
+        app = create_app(sources, default_dashboard(), refresh_seconds=refresh)
+        err.print(f"perfml: dashboard on http://{host}:{port}", highlight=False)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        close_sources(sources)
+
+
+def export_grafana_command(
+    ctx: typer.Context,
+    out_dir: Path = typer.Option(..., "--output", "-o", help="folder to write the JSON files to"),
+) -> None:
+    """Write one Grafana dashboard JSON per page (datasource input ``DS_PROMETHEUS``)."""
+    for path in write_grafana_dashboards(out_dir, default_dashboard()):
+        out.print(str(path), highlight=False)

@@ -1,0 +1,38 @@
+"""``perfml export``: perfml's configuration for the systems that run it at scale.
+
+One command per target; ``perfml export prometheus -o DIR`` writes the alert rules, the
+Prometheus configuration that scrapes perfml and evaluates them, and the Alertmanager
+configuration that routes the alerts (:mod:`perfml.monitoring.export`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from perfml.cli import dashboard as dashboard_cli
+from perfml.cli.state import out, state
+from perfml.monitoring.export import export_prometheus
+
+app = typer.Typer(
+    help="Export perfml's configuration for Prometheus, Alertmanager and other systems.",
+    no_args_is_help=True,
+)
+
+
+@app.command("prometheus")
+def prometheus(
+    ctx: typer.Context,
+    output: Path = typer.Option(..., "--output", "-o", help="folder to write the files into"),
+    with_tests: bool = typer.Option(
+        False, "--with-tests", help="also write rules.test.yml for `promtool test rules`"
+    ),
+) -> None:
+    """Write rules.yml, prometheus.yml and alertmanager.yml from perfml.yaml's monitoring."""
+    written = export_prometheus(state(ctx).settings, output, unit_tests=with_tests)
+    for path in written:
+        out.print(f"wrote {path}", highlight=False)
+
+
+app.command("grafana")(dashboard_cli.export_grafana_command)

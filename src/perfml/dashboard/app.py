@@ -1,0 +1,141 @@
+"""The dashboard's web app (Starlette): HTML pages and the JSON of their panels.
+
+Thin by design: it renders a page's frame from its definition, serves the static files
+(Plotly's JavaScript from the installed ``plotly`` package, so the page works offline) and
+answers ``GET /api/panels/{page}?start=&end=&step=`` with
+:func:`perfml.dashboard.data.page_data`. The browser draws and refreshes every
+``refresh_seconds``.
+
+Routes: ``/`` (the first page), ``/{page}``, ``/api/pages``, ``/api/panels/{page}``,
+``/static/...``, ``/healthz``. A :class:`~perfml.dashboard.errors.DashboardError` answers its
+``status_code`` with ``{"error": message}``.
+"""
+
+from __future__ import annotations
+
+import html
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Final
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from perfml.dashboard.data import DashboardSources, TimeRange, page_data
+from perfml.dashboard.errors import DashboardError
+from perfml.dashboard.panels import Dashboard, Page, default_dashboard
+
+STATIC_DIR: Final = Path(__file__).parent / "static"
+TEMPLATES_DIR: Final = Path(__file__).parent / "templates"
+PLOTLY_CACHE: Final = "public, max-age=86400"
+RANGES: Final = ("15m", "1h", "6h", "1d", "7d", "30d", "90d", "400d")
+"""The time ranges a page offers (a page's own default is added when missing)."""
+
+
+def plotly_js() -> Path:
+    """Plotly's bundled JavaScript, from the installed ``plotly`` package."""
+    return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+
+
+def _page_html(template: Template, dashboard: Dashboard, page: Page, refresh: float) -> str:
+    esc = html.escape
+    nav = "".join(
+        f'<a href="/{esc(p.slug)}"{" aria-current=page" if p is page else ""}>{esc(p.title)}</a>'
+        for p in dashboard.pages
+    )
+    ranges = list(RANGES)
+    if page.default_range not in ranges:
+        ranges.append(page.default_range)
+    options = "".join(
+        f'<option value="{esc(r)}"{" selected" if r == page.default_range else ""}>'
+        f"{esc(r)}</option>"
+        for r in ranges
+    )
+    panels = "\n".join(
+        f'    <section class="panel kind-{esc(p.kind.value)}" id="panel-{esc(p.id)}" '
+        f'style="grid-column: span {p.width}">\n'
+        f"      <h3>{esc(p.title)}</h3>\n"
+        f'      <div class="body" id="body-{esc(p.id)}" data-kind="{esc(p.kind.value)}">'
+        '<p class="message">Loading…</p></div>\n'
+        + (f'      <p class="note">{esc(p.note)}</p>\n' if p.note else "")
+        + "    </section>"
+        for p in page.panels
+    )
+    return template.substitute(
+        title=esc(page.title),
+        slug=esc(page.slug),
+        description=esc(page.description),
+        static="/static",
+        api=f"/api/panels/{esc(page.slug)}",
+        refresh=f"{refresh:g}",
+        root="/",
+        nav=nav,
+        ranges=options,
+        panels=panels,
+    )
+
+
+def create_app(
+    sources: DashboardSources,
+    dashboard: Dashboard | None = None,
+    refresh_seconds: float = 30.0,
+) -> Starlette:
+    """The dashboard of ``dashboard``'s pages (perfml's by default) over ``sources``."""
+    book = dashboard or default_dashboard()
+    template = Template((TEMPLATES_DIR / "page.html").read_text(encoding="utf-8"))
+    plotly_path = plotly_js()
+
+    def page(request: Request) -> HTMLResponse:
+        slug = request.path_params.get("page", book.slugs[0])
+        return HTMLResponse(_page_html(template, book, book.page(slug), refresh_seconds))
+
+    def panels(request: Request) -> JSONResponse:
+        chosen = book.page(request.path_params["page"])
+        q = request.query_params
+        window = TimeRange.parse(q.get("start"), q.get("end"), q.get("step"), chosen.default_range)
+        return JSONResponse(page_data(chosen, sources, window))
+
+    def pages(request: Request) -> JSONResponse:
+        return JSONResponse(
+            [
+                {"slug": p.slug, "title": p.title, "panels": [panel.id for panel in p.panels]}
+                for p in book.pages
+            ]
+        )
+
+    def plotly(request: Request) -> FileResponse:
+        # 4.8 MB that changes only with the installed plotly: let the browser keep it.
+        return FileResponse(
+            plotly_path, media_type="text/javascript", headers={"Cache-Control": PLOTLY_CACHE}
+        )
+
+    def healthz(request: Request) -> Response:
+        return Response("ok", media_type="text/plain")
+
+    async def on_dashboard_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, DashboardError) else 500
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": str(exc)}, status_code=status)
+        return HTMLResponse(f"<h1>{status}</h1><p>{html.escape(str(exc))}</p>", status_code=status)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        return JSONResponse({"error": getattr(exc, "detail", str(exc))}, status_code=status)
+
+    return Starlette(
+        routes=[
+            Route("/static/plotly.min.js", plotly),
+            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+            Route("/healthz", healthz),
+            Route("/api/pages", pages),
+            Route("/api/panels/{page}", panels),
+            Route("/", page),
+            Route("/{page}", page),
+        ],
+        exception_handlers={DashboardError: on_dashboard_error, HTTPException: on_http_error},
+    )
