@@ -15,11 +15,19 @@ perfml.config.ConfigError: ...perfml.yaml: unknown key featurestore.memory_limt 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from perfml.errors import PerfmlError, UsageError
 from perfml.timeparse import parse_duration
@@ -147,6 +155,27 @@ class ServingSettings(_Strict):
     _check_poll = field_validator("poll_interval")(_duration)
 
 
+class ControllerSettings(_Strict):
+    """The retraining controller: when drift makes it retrain a served model."""
+
+    models: tuple[str, ...] = Field((), description="models checked; default: serving.models")
+    schedule: str = "1h"
+    every: str = Field("monthly", pattern=r"^(monthly|weekly|daily|[1-9][0-9]{0,3}d)$")
+    method: str = Field("kl", pattern=r"^(kl|psi|js|wasserstein)$")
+    threshold: float = Field(0.1, gt=0)
+    min_points: int = Field(100, ge=1)
+    cooldown: str = "7d"
+    max_retrains: int = Field(3, ge=1)
+    retrain_period: str = "30d"
+    training_window: str = "60d"
+    holdout: float = Field(0.25, gt=0, lt=1)
+    alias: str = "production"
+
+    _check_durations = field_validator("schedule", "cooldown", "retrain_period", "training_window")(
+        _duration
+    )
+
+
 class DemoSettings(_Strict):
     """The fleet ``make demo`` generates."""
 
@@ -225,6 +254,26 @@ class NotificationSettings(_Strict):
     )(_duration)
 
 
+_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class TargetSettings(_Strict):
+    """A scrape target besides perfml's own: its ``job`` label, the URL of its metrics in the
+    text exposition format, and labels attached to every series it gives."""
+
+    job: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+    url: str = Field(pattern=r"^https?://[^\s/]+")
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _LABEL_NAME.match(name) or name.startswith("__"):
+                raise ValueError(f"{name!r} is not a label name (letters, digits and _)")
+        return value
+
+
 class MonitoringSettings(_Strict):
     """Alert rules, their evaluation, and notifications (``perfml export prometheus``)."""
 
@@ -243,10 +292,28 @@ class MonitoringSettings(_Strict):
     )
     secrets_dir: str = "/etc/alertmanager/secrets"
     notifications: NotificationSettings = NotificationSettings()
+    retention: str = Field("6h", description="recorded samples kept in memory")
+    flush_interval: str = Field("5m", description="how often they are written to the store")
+    scrape_timeout: str = Field("10s", description="at most the scrape interval in effect")
+    targets: tuple[TargetSettings, ...] = Field((), description="extra scrape targets")
 
-    _check_intervals = field_validator("evaluation_interval", "scrape_interval", "resolve_timeout")(
-        _duration
-    )
+    _check_intervals = field_validator(
+        "evaluation_interval",
+        "scrape_interval",
+        "resolve_timeout",
+        "retention",
+        "flush_interval",
+        "scrape_timeout",
+    )(_duration)
+
+    @model_validator(mode="after")
+    def _check_flush_interval(self) -> MonitoringSettings:
+        if parse_duration(self.flush_interval) > parse_duration(self.retention):
+            raise ValueError(
+                f"flush_interval {self.flush_interval!r} is longer than retention "
+                f"{self.retention!r}: samples would leave memory before they are stored"
+            )
+        return self
 
 
 class Settings(_Strict):
@@ -259,6 +326,7 @@ class Settings(_Strict):
     pipelines: PipelinesSettings = PipelinesSettings()
     serving: ServingSettings = ServingSettings()
     demo: DemoSettings = DemoSettings()
+    controller: ControllerSettings = ControllerSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
 
     @property
@@ -418,6 +486,32 @@ serving:
   # Larger request bodies are refused with 413.
   max_body_bytes: 10485760
 
+# The retraining controller: on schedule, each served model's latest complete window is
+# checked for drift against the production version's training window; over the threshold
+# (with enough points, outside the cooldown, within the budget) the training pipeline runs
+# on the most recent data and the candidate is promoted only through the gate.
+controller:
+  # Models checked (names); default: the names in serving.models.
+  models: []
+  # How often the controller checks (a duration).
+  schedule: 1h
+  # The windows checked: monthly, weekly, daily or Nd (rolling N days).
+  every: monthly
+  # The drift measure (kl, psi, js, wasserstein) and the value over which a feature drifted.
+  method: kl
+  threshold: 0.1
+  # Fewer points of a feature in the window: not judged.
+  min_points: 100
+  # No retrain within this long of the last; at most max_retrains per retrain_period.
+  cooldown: 7d
+  max_retrains: 3
+  retrain_period: 30d
+  # The data a retrain learns from: this long, up to the window's end; the share held out
+  # to compare the candidate with production.
+  training_window: 60d
+  holdout: 0.25
+  alias: production
+
 # The fleet `perfml demo` generates and ingests.
 demo:
   hosts: 12
@@ -453,6 +547,15 @@ monitoring:
   jobs_metrics: null
   # Where an Alertmanager finds secret files, each named as its environment variable.
   secrets_dir: /etc/alertmanager/secrets
+  # `perfml monitor` (perfml's own Prometheus): recorded samples stay in memory for
+  # `retention` and are written to the feature store every `flush_interval` (at most the
+  # retention); a scrape gives up after `scrape_timeout` (or scrape_interval if shorter).
+  retention: 6h
+  flush_interval: 5m
+  scrape_timeout: 10s
+  # More endpoints to scrape besides serving and the jobs, each
+  #   {job: node, url: "http://host:9100/metrics", labels: {team: perf}}.
+  targets: []
   notifications:
     # Alerts with the same values of these labels go out as one notification.
     group_by: [alertname, namespace]

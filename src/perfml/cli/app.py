@@ -15,6 +15,7 @@ import typer
 from perfml import __version__
 from perfml.cli import (
     alerts,
+    controller,
     evaluate,
     export,
     generate,
@@ -40,6 +41,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(controller.app, name="controller")
 app.add_typer(evaluate.app, name="evaluate")
 app.add_typer(export.app, name="export")
 app.add_typer(generate.app, name="generate")

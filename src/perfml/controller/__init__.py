@@ -1,0 +1,31 @@
+"""The controller: the loop that retrains a served model when its data drifts, behind the gate.
+
+See :mod:`perfml.controller.loop` for what one check does and
+:mod:`perfml.controller.decisions` for what it records.
+"""
+
+from perfml.controller.decisions import RETRAINED, SKIPPED, Action, Decision, DecisionLog
+from perfml.controller.loop import (
+    Controller,
+    Policy,
+    Retrained,
+    Trainer,
+    latest_complete_window,
+    pipeline_trainer,
+)
+from perfml.controller.metrics import ControllerCollector
+
+__all__ = [
+    "RETRAINED",
+    "SKIPPED",
+    "Action",
+    "Controller",
+    "ControllerCollector",
+    "Decision",
+    "DecisionLog",
+    "Policy",
+    "Retrained",
+    "Trainer",
+    "latest_complete_window",
+    "pipeline_trainer",
+]

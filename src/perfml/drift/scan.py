@@ -1,0 +1,230 @@
+"""Histograms of the feature store's windows in one DuckDB scan, per partition, then merged.
+
+The reference edges come from one query over the reference window (the values at the
+quantile ranks of :func:`~perfml.drift.histograms.quantile_positions`, per feature). Then one
+query reads every Parquet partition (``metric=…/month=…``) that overlaps the windows, buckets
+each value with its feature's edges (an ``ASOF JOIN`` on ``value >= edge``: the greatest edge
+not above the value, i.e. ``searchsorted(edges, value, side="right")``), places each point in
+its window (another ``ASOF JOIN`` on the window starts) and groups by
+``(metric, entity, month, window, bin)``: one partial histogram per partition and window. They
+are merged in Python (:meth:`Histogram.merge`), so a window that spans two monthly partitions
+is whole, and the same merge combines shards of entities: with ``shard=(i, n)`` a scan reads
+only the entities with ``hash(entity) % n == i``, and the histograms of the ``n`` shards — run
+anywhere — merge into those of the whole store.
+
+A *feature* is a metric fleet-wide (``(metric, None)``) or one entity's series of it
+(``(metric, entity)``, with ``per_entity=True``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from perfml.drift.histograms import DEFAULT_BINS, BinEdges, Histogram
+from perfml.drift.windows import Window
+from perfml.featurestore import FeatureStore
+from perfml.featurestore.query import Selection, source
+
+FeatureKey = tuple[str, str | None]
+"""``(metric, entity)``; ``entity`` is None for the metric over the whole fleet."""
+Shard = tuple[int, int]
+"""``(index, count)``: the entities whose ``hash(entity) % count == index``."""
+_ATTEMPTS = 3
+
+
+def feature_name(key: FeatureKey) -> str:
+    """``metric`` or ``metric/entity``.
+
+    >>> feature_name(("cpu_util", None)), feature_name(("cpu_util", "web-1"))
+    ('cpu_util', 'cpu_util/web-1')
+    """
+    return key[0] if key[1] is None else f"{key[0]}/{key[1]}"
+
+
+def reference_edges(
+    store: FeatureStore,
+    window: Window,
+    metrics: Sequence[str] | None = None,
+    *,
+    per_entity: bool = False,
+    bins: int = DEFAULT_BINS,
+    shard: Shard | None = None,
+) -> dict[FeatureKey, BinEdges]:
+    """The bin edges of every feature with points in ``window`` (one query)."""
+    from perfml.drift.histograms import quantile_positions
+
+    quantile_positions(2, bins)  # validates bins
+    q = np.linspace(0.0, 1.0, bins + 1).tolist()
+    where, params = _where(metrics, [window], shard)
+    sql = f"""
+        WITH p AS (
+            SELECT metric, {_entity(per_entity)} AS entity, value FROM {{src}} WHERE {where}
+        ), v AS (
+            SELECT metric, entity, value,
+                row_number() OVER (PARTITION BY metric, entity ORDER BY value) - 1 AS rank,
+                count(*) OVER (PARTITION BY metric, entity) AS n
+            FROM p
+        )
+        SELECT metric, entity, list(value ORDER BY rank) AS picks FROM v
+        WHERE list_contains(list_transform(?::DOUBLE[], lambda q: floor(q * (n - 1))::BIGINT), rank)
+        GROUP BY metric, entity ORDER BY metric, entity
+    """
+    table = _run(store, sql, [*params, q], metrics, [window], {})
+    if table is None:
+        return {}
+    found: dict[FeatureKey, BinEdges] = {}
+    for metric, entity, picks in zip(
+        table.column("metric").to_pylist(),
+        table.column("entity").to_pylist(),
+        table.column("picks").to_pylist(),
+        strict=True,
+    ):
+        found[(metric, entity or None)] = BinEdges.from_sorted_picks(picks)
+    return found
+
+
+def partition_histograms(
+    store: FeatureStore,
+    edges: Mapping[FeatureKey, BinEdges],
+    windows: Sequence[Window],
+    *,
+    shard: Shard | None = None,
+) -> dict[tuple[FeatureKey, str, str], Histogram]:
+    """Histograms per ``(feature, window label, month partition)``, from one scan.
+
+    Features are those of ``edges``; fleet-wide and per-entity features are not mixed.
+    """
+    if not edges or not windows:
+        return {}
+    per_entity = any(entity is not None for _, entity in edges)
+    metrics = sorted({metric for metric, _ in edges})
+    edge_rows: dict[str, list[Any]] = {"metric": [], "entity": [], "lo": [], "bin": []}
+    for (metric, entity), found in edges.items():
+        for number, value in enumerate(found.values, start=1):
+            edge_rows["metric"].append(metric)
+            edge_rows["entity"].append(entity or "")
+            edge_rows["lo"].append(value)
+            edge_rows["bin"].append(number)
+    ordered = sorted(windows)
+    window_rows = {
+        "idx": list(range(len(ordered))),
+        "lo": [w.start for w in ordered],
+        "hi": [w.end for w in ordered],
+    }
+    where, params = _where(metrics, ordered, shard)
+    sql = f"""
+        WITH p AS (
+            SELECT metric, {_entity(per_entity)} AS entity, month, epoch_ms(ts) AS t, value
+            FROM {{src}} WHERE {where}
+        )
+        SELECT p.metric, p.entity, p.month, w.idx AS window, coalesce(e.bin, 0) AS bin,
+            count(*) AS count, sum(p.value) AS total
+        FROM p
+        ASOF JOIN _drift_windows w ON p.t >= w.lo
+        ASOF LEFT JOIN _drift_edges e
+            ON p.metric = e.metric AND p.entity = e.entity AND p.value >= e.lo
+        WHERE p.t < w.hi
+        GROUP BY ALL
+    """
+    tables = {"_drift_edges": pa.table(edge_rows), "_drift_windows": pa.table(window_rows)}
+    table = _run(store, sql, params, metrics, ordered, tables)
+    if table is None:
+        return {}
+    cells: dict[tuple[FeatureKey, str, str], tuple[np.ndarray, np.ndarray]] = {}
+    columns = [table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names]
+    for metric, entity, month, window, bin_, count, total in zip(*columns, strict=True):
+        key: FeatureKey = (str(metric), str(entity) or None)
+        if key not in edges:
+            continue
+        cell = (key, ordered[int(window)].label, str(month))
+        if cell not in cells:
+            size = edges[key].bins
+            cells[cell] = (np.zeros(size, dtype=np.int64), np.zeros(size))
+        cells[cell][0][int(bin_)] += int(count)
+        cells[cell][1][int(bin_)] += float(total)
+    return {cell: Histogram(edges[cell[0]], counts, sums) for cell, (counts, sums) in cells.items()}
+
+
+def window_histograms(
+    store: FeatureStore,
+    edges: Mapping[FeatureKey, BinEdges],
+    windows: Sequence[Window],
+    *,
+    shard: Shard | None = None,
+) -> dict[tuple[FeatureKey, str], Histogram]:
+    """Histograms per ``(feature, window label)``: :func:`partition_histograms` merged."""
+    return merge_partitions(partition_histograms(store, edges, windows, shard=shard))
+
+
+def merge_partitions(
+    parts: Mapping[tuple[FeatureKey, str, str], Histogram]
+    | Iterable[tuple[tuple[FeatureKey, str, str], Histogram]],
+) -> dict[tuple[FeatureKey, str], Histogram]:
+    """Partial histograms (of partitions or shards) added up per ``(feature, window)``."""
+    items = parts.items() if isinstance(parts, Mapping) else parts
+    merged: dict[tuple[FeatureKey, str], Histogram] = {}
+    for (key, label, _), histogram in items:
+        cell = (key, label)
+        merged[cell] = histogram if cell not in merged else merged[cell].merge(histogram)
+    return merged
+
+
+def _entity(per_entity: bool) -> str:
+    return "entity" if per_entity else "''"
+
+
+def _where(
+    metrics: Sequence[str] | None, windows: Sequence[Window], shard: Shard | None
+) -> tuple[str, list[Any]]:
+    clauses = ["epoch_ms(ts) >= ?", "epoch_ms(ts) < ?"]
+    params: list[Any] = [min(w.start for w in windows), max(w.end for w in windows)]
+    if metrics is not None:
+        clauses.append("list_contains(?::VARCHAR[], metric)")
+        params.append(list(metrics))
+    if shard is not None:
+        index, count = shard
+        clauses.append("hash(entity) % ? = ?")
+        params.extend([count, index])
+    return " AND ".join(clauses), params
+
+
+def _run(
+    store: FeatureStore,
+    sql: str,
+    params: list[Any],
+    metrics: Sequence[str] | None,
+    windows: Sequence[Window],
+    tables: Mapping[str, pa.Table],
+) -> pa.Table | None:
+    """The result of ``sql`` over the files that may hold the windows (None: no file)."""
+    selection = Selection(
+        metrics=None if metrics is None else tuple(metrics),
+        start=min(w.start_time for w in windows),
+        end=max(w.end_time for w in windows),
+    )
+    for attempt in range(_ATTEMPTS):
+        files = selection.files(store.manifest)
+        if not files:
+            return None
+        con = duckdb.connect(config={"memory_limit": store.memory_limit})
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            if store.threads:
+                con.execute(f"SET threads = {int(store.threads)}")
+            for name, table in tables.items():
+                con.register(name, table)
+            query = sql.replace("{src}", source(str(store.root), files))
+            return con.sql(query, params=params).to_arrow_table()
+        except duckdb.IOException:
+            # A writer replaced a file between our manifest read and the scan: read the new
+            # manifest and try again.
+            if attempt == _ATTEMPTS - 1:
+                raise
+        finally:
+            con.close()
+    raise AssertionError("unreachable")

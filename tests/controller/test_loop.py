@@ -1,0 +1,307 @@
+"""The controller's decisions on a generated fleet whose workload changes in its third month.
+
+Production is trained on January; the change hits part of the fleet in March. The
+trainer here runs what the training pipeline's steps run — fit on the recent data, register
+with the lineage, promote through the registry's gate on the held-out recent window — in this
+process, so each test takes seconds; ``test_the_training_pipeline_retrains_...`` runs the real
+pipeline on the local runner once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from perfml.config import ControllerSettings, RegistrySettings, Settings
+from perfml.controller import (
+    Action,
+    Controller,
+    ControllerCollector,
+    DecisionLog,
+    Policy,
+    Retrained,
+    latest_complete_window,
+    pipeline_trainer,
+)
+from perfml.detectors import Detector, create, register
+from perfml.detectors.frames import Floats, Millis
+from perfml.evaluation.gate import GateDataError, LabelledWindowEvaluator
+from perfml.featurestore import FeatureStore
+from perfml.ingest import ingest_corpus
+from perfml.pipelines.training import split_instant
+from perfml.registry import MetricThreshold, ModelRegistry, PromotionRefusedError
+from perfml.registry.models import register_detector
+from perfml.registry.records import ModelVersion
+from perfml.registry.setup import open_registry
+from perfml.sources.fleet import generate_fleet, write_fleet
+
+METRIC = "request_latency_ms"
+MODEL = "latency"
+
+
+@register
+class Silent(Detector):
+    """Never alarms: a candidate the gate must refuse."""
+
+    name = "test_controller_silent"
+
+    def reset(self) -> None:
+        pass
+
+    def update(self, ts: int, value: Any) -> float:
+        return 0.0
+
+    def score_values(self, ts: Millis, values: Floats) -> Floats:
+        return np.zeros(len(ts))
+
+    def get_state(self) -> Any:
+        return {}, {}
+
+    def set_state(self, meta: Any, arrays: Any) -> None:
+        pass
+
+
+@dataclass
+class Fleet:
+    root: Path
+    settings: Settings
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
+    root = tmp_path_factory.mktemp("controller-fleet")
+    write_fleet(generate_fleet(hosts=8, months=4, seed=11, drift_months=[2]), root / "corpus")
+    ingest_corpus(FeatureStore(root / "store"), root / "corpus")
+    return Fleet(root, Settings(workspace=root))
+
+
+@pytest.fixture
+def workspace(fleet: Fleet, tmp_path: Path) -> Settings:
+    """A fresh registry (production v1 trained on January) over the module's store."""
+    settings = Settings(
+        workspace=tmp_path,
+        featurestore=fleet.settings.featurestore.model_copy(update={"path": fleet.root / "store"}),
+        registry=RegistrySettings(),
+        controller=ControllerSettings(models=(MODEL,)),
+    )
+    registry = open_registry(settings, background_delivery=False)
+    try:
+        trainer = InProcessTrainer(registry, FeatureStore(settings.store_path), settings)
+        first = trainer.fit_and_register(
+            "streaming", {}, datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC)
+        )
+        registry.promote(MODEL, first.version, "production", force=True, reason="first")
+    finally:
+        registry.close()
+    return settings
+
+
+class InProcessTrainer:
+    """What the pipeline's train, evaluate and register steps do, in this process."""
+
+    def __init__(self, registry: ModelRegistry, store: FeatureStore, settings: Settings) -> None:
+        self.registry, self.store, self.settings = registry, store, settings
+        self.kind: str | None = None
+        self.calls: list[tuple[datetime, datetime]] = []
+
+    def fit_and_register(
+        self, kind: str, params: dict[str, Any], start: datetime, split: datetime
+    ) -> ModelVersion:
+        rows = self.store.read(METRIC, "host-0000", start, split)
+        detector = create(kind, **params).fit(rows.select(["ts", "value"]))
+        return register_detector(
+            self.registry, MODEL, detector, features=[METRIC], data_start=start, data_end=split
+        )
+
+    def __call__(
+        self, production: ModelVersion, start: datetime, end: datetime, policy: Policy
+    ) -> Retrained:
+        self.calls.append((start, end))
+        split = split_instant(start.isoformat(), end.isoformat(), policy.holdout)
+        kind = self.kind or production.detector
+        version = self.fit_and_register(
+            kind, production.params if not self.kind else {}, start, split
+        )
+        thresholds = [MetricThreshold(**t.model_dump()) for t in self.settings.registry.gate]
+        evaluator = LabelledWindowEvaluator(self.registry, self.store, split, end)
+        try:
+            self.registry.promote(
+                MODEL, version.version, policy.alias, thresholds=thresholds, evaluator=evaluator
+            )
+        except (PromotionRefusedError, GateDataError) as refused:
+            return Retrained("in-process", version.ref, False, str(refused))
+        return Retrained("in-process", version.ref, True, "passed")
+
+
+@pytest.fixture
+def controller(workspace: Settings) -> Iterator[tuple[Controller, InProcessTrainer]]:
+    registry = open_registry(workspace, background_delivery=False)
+    store = FeatureStore(workspace.store_path)
+    decisions = DecisionLog(workspace.registry_url)
+    trainer = InProcessTrainer(registry, store, workspace)
+    policy = Policy.from_settings(workspace)
+    yield Controller(registry, store, decisions, trainer, [MODEL], policy), trainer
+    decisions.close()
+    registry.close()
+
+
+MARCH_END = datetime(2024, 4, 1, tzinfo=UTC)  # March, the month of the change, is complete
+FEBRUARY_END = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def production(controller: Controller) -> str:
+    return controller.registry.get(f"{MODEL}@production").ref
+
+
+def test_the_latest_complete_window_is_the_one_before_now() -> None:
+    assert latest_complete_window(datetime(2024, 4, 1, tzinfo=UTC), "monthly").label == "2024-03"
+    assert latest_complete_window(datetime(2024, 4, 9, tzinfo=UTC), "monthly").label == "2024-03"
+    assert latest_complete_window(datetime(2024, 4, 9, tzinfo=UTC), "daily").label == "2024-04-08"
+    rolling = latest_complete_window(datetime(2024, 4, 9, tzinfo=UTC), "7d")
+    assert rolling.end_time == datetime(2024, 4, 9, tzinfo=UTC)
+
+
+def test_no_drift_does_nothing(controller: tuple[Controller, InProcessTrainer]) -> None:
+    loop, trainer = controller
+    before = production(loop)
+    # February: the same workload as January's
+    (decision,) = loop.run_once(datetime(2024, 3, 1, tzinfo=UTC))
+    assert decision.action is Action.NO_DRIFT, decision.reasons
+    assert decision.window == "2024-02"
+    assert decision.figures["drift"][METRIC] <= 0.1
+    assert trainer.calls == []
+    assert production(loop) == before
+
+
+def test_drift_retrains_and_promotes_a_better_candidate(
+    controller: tuple[Controller, InProcessTrainer],
+) -> None:
+    loop, trainer = controller
+    before = production(loop)
+    (decision,) = loop.run_once(MARCH_END)
+    assert decision.window == "2024-03"
+    assert decision.figures["drift"][METRIC] > 0.1
+    assert trainer.calls == [(datetime(2024, 2, 1, tzinfo=UTC), MARCH_END)]  # the last 60 days
+    # retrained on the new normal, the candidate beats January's model on the recent window
+    assert decision.action is Action.PROMOTED, decision.reasons
+    assert decision.candidate is not None
+    assert production(loop) == decision.candidate != before
+    assert decision.figures["gate"] == "passed"
+
+
+def test_drift_with_a_worse_candidate_keeps_production(
+    controller: tuple[Controller, InProcessTrainer],
+) -> None:
+    loop, trainer = controller
+    trainer.kind = Silent.name
+    before = production(loop)
+    (decision,) = loop.run_once(MARCH_END)
+    assert decision.action is Action.KEPT
+    assert "candidate not better: kept production" in decision.reasons[-1]
+    assert decision.candidate is not None
+    assert decision.candidate != before
+    assert production(loop) == before
+    assert decision.figures["gate"]
+
+
+def test_a_second_check_of_the_same_window_does_nothing(
+    controller: tuple[Controller, InProcessTrainer],
+) -> None:
+    loop, trainer = controller
+    trainer.kind = Silent.name
+    (first,) = loop.run_once(MARCH_END)
+    (again,) = loop.run_once(datetime(2024, 4, 20, tzinfo=UTC))  # still March: the latest
+    assert again == first
+    assert len(trainer.calls) == 1
+    assert [d.window for d in loop.decisions.history()] == ["2024-03"]
+
+
+def test_a_failed_retrain_leaves_production_serving(
+    controller: tuple[Controller, InProcessTrainer],
+) -> None:
+    loop, _ = controller
+    before = production(loop)
+
+    def broken(*_: Any) -> Retrained:
+        raise RuntimeError("the training run was killed")
+
+    loop.trainer = broken
+    (decision,) = loop.run_once(MARCH_END)
+    assert decision.action is Action.FAILED
+    assert "the training run was killed" in decision.reasons[0]
+    assert decision.production == before == production(loop)
+    assert loop.registry.history(MODEL, "production")[-1].reason == "first"
+
+
+def test_cooldown_and_budget_hold_back_retrains(workspace: Settings) -> None:
+    registry = open_registry(workspace, background_delivery=False)
+    store = FeatureStore(workspace.store_path)
+    decisions = DecisionLog(workspace.registry_url)
+    trainer = InProcessTrainer(registry, store, workspace)
+    trainer.kind = Silent.name
+    try:
+        weekly = Policy(every="7d", cooldown=Policy().cooldown * 2, max_retrains=1)
+        loop = Controller(registry, store, decisions, trainer, [MODEL], weekly)
+        first = loop.check(MODEL, datetime(2024, 3, 22, tzinfo=UTC))
+        assert first.action is Action.KEPT
+        second = loop.check(MODEL, datetime(2024, 3, 29, tzinfo=UTC))
+        assert second.action is Action.COOLDOWN, second.reasons
+        loop.policy = Policy(every="7d", cooldown=Policy().cooldown * 0, max_retrains=1)
+        third = loop.check(MODEL, datetime(2024, 4, 1, tzinfo=UTC))
+        assert third.action is Action.BUDGET_EXHAUSTED, third.reasons
+        assert len(trainer.calls) == 1
+        counts = decisions.counts()
+        assert counts == {"kept": 1, "cooldown": 1, "budget_exhausted": 1}
+    finally:
+        decisions.close()
+        registry.close()
+
+
+def test_too_few_points_is_not_judged(controller: tuple[Controller, InProcessTrainer]) -> None:
+    loop, trainer = controller
+    (decision,) = loop.run_once(datetime(2024, 6, 1, tzinfo=UTC))  # May: no data at all
+    assert decision.action is Action.INSUFFICIENT_DATA
+    assert trainer.calls == []
+
+
+def test_the_actions_are_counted_for_prometheus(
+    controller: tuple[Controller, InProcessTrainer],
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    loop, _ = controller
+    loop.run_once(FEBRUARY_END)
+    registry = CollectorRegistry()
+    registry.register(ControllerCollector(loop.decisions))
+    text = generate_latest(registry).decode()
+    assert 'perfml_controller_actions_total{action="no_drift"} 1.0' in text
+    assert 'perfml_controller_actions_total{action="promoted"} 0.0' in text
+
+
+def test_the_training_pipeline_retrains_on_drift(workspace: Settings) -> None:
+    """The real thing once: the local runner runs the pipeline; the gate decides."""
+    registry = open_registry(workspace, background_delivery=False)
+    store = FeatureStore(workspace.store_path)
+    decisions = DecisionLog(workspace.registry_url)
+    try:
+        before = registry.get(f"{MODEL}@production").ref
+        loop = Controller(
+            registry, store, decisions, pipeline_trainer(workspace), [MODEL],
+            Policy.from_settings(workspace),
+        )  # fmt: skip
+        (decision,) = loop.run_once(MARCH_END)
+        assert decision.action in (Action.PROMOTED, Action.KEPT), decision.reasons
+        assert decision.run_id is not None
+        assert decision.run_id.startswith("training-")
+        now = registry.get(f"{MODEL}@production").ref
+        assert (now == decision.candidate) is (decision.action is Action.PROMOTED)
+        assert (now == before) is (decision.action is Action.KEPT)
+    finally:
+        decisions.close()
+        registry.close()
