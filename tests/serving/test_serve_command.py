@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from perfml.cli.app import main
-from perfml.cli.serve import create_app
 from perfml.config import Settings
 from perfml.registry.models import register_detector
 from perfml.registry.setup import open_registry
 from perfml.serving.metrics import MULTIPROC_ENV
+from perfml.serving.setup import serving_app
 from serving.support import TOKEN, TestClient, infer_body, static_model
 
 
@@ -24,7 +24,7 @@ def test_create_app_serves_the_workspace_registry_with_metrics_and_auth(
         register_detector(registry, "cpu", static_model(0.0), features=["cpu_util"])
         registry.set_alias("cpu", "production", 1)
     monkeypatch.setenv(settings.serving.token_env, TOKEN)
-    with TestClient(create_app(settings, ["cpu@production"])) as client:
+    with TestClient(serving_app(settings, ["cpu@production"])) as client:
         assert client.post("/v2/models/cpu/infer", json=infer_body([3.0])).status_code == 401
         answer = client.post(
             "/v2/models/cpu/infer",

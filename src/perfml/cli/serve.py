@@ -9,7 +9,6 @@ environment), and the metrics are summed over the workers.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import typer
@@ -18,12 +17,10 @@ from fastapi import FastAPI
 from perfml.cli.state import err, out, state
 from perfml.config import Settings
 from perfml.errors import UsageError
-from perfml.featurestore import FeatureStore
 from perfml.registry.names import parse_ref
 from perfml.registry.setup import open_registry
-from perfml.serving import DataPlane, ModelRepository, build_app
 from perfml.serving.metrics import ServingMetrics
-from perfml.timeparse import parse_duration
+from perfml.serving.setup import serving_app
 
 SETTINGS_ENV = "PERFML_SERVE_SETTINGS"
 MODELS_ENV = "PERFML_SERVE_MODELS"
@@ -63,7 +60,7 @@ def serve(
     listen_port = port or settings.serving.port
     err.print(f"perfml: serving {', '.join(refs)} on http://{listen_host}:{listen_port}")
     if workers == 1:
-        uvicorn.run(create_app(settings, refs), host=listen_host, port=listen_port)
+        uvicorn.run(serving_app(settings, refs), host=listen_host, port=listen_port)
         return
     ServingMetrics.prepare_multiprocess(settings.workspace.absolute() / "serving-metrics")
     os.environ[SETTINGS_ENV] = settings.model_dump_json()
@@ -77,31 +74,10 @@ def serve(
     )
 
 
-def create_app(settings: Settings, refs: Sequence[str]) -> FastAPI:
-    """The server for ``refs`` as ``settings`` describe it (one per worker process)."""
-    serving = settings.serving
-    metrics = ServingMetrics.from_environment()
-    repository = ModelRepository(
-        open_registry(settings),
-        refs,
-        poll_interval=parse_duration(serving.poll_interval).total_seconds(),
-        on_loaded=metrics.model_loaded,
-        on_load_failed=lambda m, v, _: metrics.model_load_failed(m, "" if v is None else v),
-    )
-    fs = settings.featurestore
-    store = FeatureStore(settings.store_path, fs.memory_limit, fs.threads)
-    return build_app(
-        DataPlane(repository, store),
-        metrics=metrics,
-        token=os.environ.get(serving.token_env) or None,
-        max_body_bytes=serving.max_body_bytes,
-    )
-
-
 def app_factory() -> FastAPI:
     """uvicorn's factory for each worker: the settings the parent put in the environment."""
     settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
-    return create_app(settings, os.environ[MODELS_ENV].split("\n"))
+    return serving_app(settings, os.environ[MODELS_ENV].split("\n"))
 
 
 @app.command("export")
