@@ -27,6 +27,7 @@ from perfml.cli import (
     setup,
     store,
     train,
+    up,
 )
 from perfml.cli import dashboard as dashboard_cli
 from perfml.cli.state import CliState, err
@@ -55,6 +56,7 @@ app.command("init")(setup.init)
 app.command("demo")(setup.demo)
 app.command("dashboard")(dashboard_cli.dashboard)
 app.command("train")(train.train)
+app.command("up")(up.up)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,59 @@
+"""``perfml up``: serving, monitoring, the controller's schedule and the dashboard, in one command.
+
+Runs until interrupted (Ctrl-C or SIGTERM), then stops every part cleanly: requests in flight
+are answered, the monitoring records the final state and flushes it to the store.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+import typer
+
+from perfml.cli.state import err, out, state
+from perfml.embedded import EmbeddedSystem, Parts
+from perfml.monitoring.alerts import Alert
+
+
+def up(
+    ctx: typer.Context,
+    dashboard_port: int = typer.Option(8088, "--dashboard-port", help="the dashboard's port"),
+    no_dashboard: bool = typer.Option(False, "--no-dashboard", help="do not serve the dashboard"),
+    no_controller: bool = typer.Option(False, "--no-controller", help="do not retrain"),
+) -> None:
+    """Run perfml on this machine: serving, monitoring, the controller and the dashboard."""
+    settings = state(ctx).settings
+    parts = Parts(
+        controller=not no_controller, dashboard=not no_dashboard, dashboard_port=dashboard_port
+    )
+    stop = threading.Event()
+
+    def interrupted(signum: int, _: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with EmbeddedSystem(settings, parts, on_alert=_print_alert) as system:
+            if system.server is not None:
+                out.print(f"inference server  {system.server.url}/v2", highlight=False)
+            else:
+                err.print("perfml: no model to serve (set serving.models); serving is off")
+            if system.dashboard is not None:
+                out.print(f"dashboard         {system.dashboard.url}/", highlight=False)
+            if system.controller is not None:
+                every = settings.controller.schedule
+                out.print(f"controller        {system.controller.models} every {every}")
+            out.print("monitoring        rules evaluated; Ctrl-C stops everything")
+            stop.wait()
+            out.print("stopping…")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    out.print("stopped")
+
+
+def _print_alert(alert: Alert) -> None:
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()) if k != "alertname")
+    out.print(f"alert {alert.rule} {alert.state.value}: {labels}", highlight=False, markup=False)

@@ -1,0 +1,199 @@
+"""The embedded system: serving, monitoring, the controller's schedule and the dashboard in one
+process, as ``perfml up`` runs them on one machine.
+
+Each part is the same object the separate commands run (``perfml serve``, ``perfml monitor``,
+``perfml controller run``, ``perfml dashboard``), started on threads of this process:
+
+* the **inference server** on ``serving.host:serving.port`` for ``serving.models``;
+* the **monitoring service**: scrapes the server and the job metrics, records them, evaluates
+  the alert rules and notifies; it also reads the controller's and the drift's metrics
+  in-process (``perfml_controller_actions_total``, ``perfml_feature_drift``);
+* the **controller**, checking the served models every ``controller.schedule``;
+* the **dashboard**, reading the monitoring's live series.
+
+:meth:`EmbeddedSystem.stop` stops them in the reverse order (the dashboard, the controller's
+loop, the server, the monitoring last, so it records the others' final state and flushes).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any, Self
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from perfml.config import Settings
+from perfml.controller.decisions import DecisionLog
+from perfml.controller.loop import Controller, Policy, Trainer, pipeline_trainer
+from perfml.controller.metrics import ControllerCollector
+from perfml.controller.setup import controlled_models
+from perfml.drift.metrics import FEATURE_DRIFT, DriftCollector
+from perfml.featurestore import FeatureStore
+from perfml.monitoring.alerts import Alert
+from perfml.monitoring.service import MonitoringService
+from perfml.registry.registry import ModelRegistry
+from perfml.registry.setup import open_registry
+from perfml.serving.metrics import ServingMetrics
+from perfml.serving.server import AppServer
+from perfml.serving.setup import serving_app
+from perfml.timeparse import parse_duration
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Which parts to run (all by default)."""
+
+    serving: bool = True
+    monitoring: bool = True
+    controller: bool = True
+    dashboard: bool = True
+    dashboard_port: int = 8088
+
+
+class EmbeddedSystem:
+    """perfml's parts in this process (see the module's docstring); ``with`` starts and stops."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        parts: Parts | None = None,
+        *,
+        trainer: Trainer | None = None,
+        on_alert: Callable[[Alert], None] | None = None,
+        monitoring: Callable[..., MonitoringService] = MonitoringService,
+    ) -> None:
+        self.settings = settings
+        self.parts = parts or Parts()
+        self._trainer = trainer
+        self._on_alert = on_alert
+        self._make_monitoring = monitoring
+        self.server: AppServer | None = None
+        self.dashboard: AppServer | None = None
+        self.monitoring: MonitoringService | None = None
+        self.controller: Controller | None = None
+        self._registry: ModelRegistry | None = None
+        self._decisions: DecisionLog | None = None
+        self._stop = threading.Event()
+        self._controller_thread: threading.Thread | None = None
+        self._dashboard_sources: Any = None
+
+    @property
+    def served(self) -> list[str]:
+        return list(self.settings.serving.models)
+
+    def start(self) -> Self:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        settings, parts = self.settings, self.parts
+        models = controlled_models(settings)
+        collectors: list[Any] = []
+        if parts.controller and models:
+            fs = settings.featurestore
+            self._registry = open_registry(settings, actor="controller", background_delivery=False)
+            self._decisions = DecisionLog(settings.registry_url)
+            self.controller = Controller(
+                self._registry,
+                FeatureStore(settings.store_path, fs.memory_limit, fs.threads),
+                self._decisions,
+                self._trainer or pipeline_trainer(settings),
+                models,
+                Policy.from_settings(settings),
+            )
+            collectors += [ControllerCollector(self._decisions), _LatestDrift(self.controller)]
+        if parts.serving and self.served:
+            serving = settings.serving
+            app = serving_app(settings, self.served, metrics=ServingMetrics())
+            self.server = AppServer(app, serving.host, serving.port, "inference server").start()
+        if parts.monitoring:
+            self.monitoring = self._make_monitoring(
+                settings, extra_registries=collectors, on_transition=self._on_alert
+            ).start()
+        if self.controller is not None:
+            interval = parse_duration(settings.controller.schedule).total_seconds()
+            self._controller_thread = threading.Thread(
+                target=self.controller.run,
+                args=(interval, self._stop),
+                name="perfml-controller",
+                daemon=True,
+            )
+            self._controller_thread.start()
+        if parts.dashboard:
+            self.dashboard = AppServer(
+                self._dashboard_app(), settings.serving.host, parts.dashboard_port, "dashboard"
+            ).start()
+
+    def _dashboard_app(self) -> Any:
+        from perfml.dashboard.setup import open_sources
+        from perfml.dashboard.app import create_app
+
+        sources = open_sources(self.settings)
+        if self.monitoring is not None:  # live, not only what was flushed
+            sources = replace(sources, series=self.monitoring.metrics)
+        self._dashboard_sources = sources
+        return create_app(sources)
+
+    def stop(self) -> None:
+        """Stop every part that runs (idempotent)."""
+        self._stop.set()
+        for server in (self.dashboard, self.server):
+            if server is not None:
+                server.stop()
+        if self._dashboard_sources is not None:
+            from perfml.dashboard.setup import close_sources
+
+            close_sources(self._dashboard_sources)
+            self._dashboard_sources = None
+        if self._controller_thread is not None:
+            self._controller_thread.join(timeout=60)
+        if self.monitoring is not None:
+            self.monitoring.stop()
+        if self._decisions is not None:
+            self._decisions.close()
+        if self._registry is not None:
+            self._registry.close()
+        self.dashboard = self.server = self.monitoring = None
+        self._controller_thread = self._decisions = self._registry = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class _LatestDrift(Collector):
+    """``perfml_feature_drift`` from the controller's latest drift report of each model."""
+
+    def __init__(self, controller: Controller) -> None:
+        self._controller = controller
+
+    def collect(self) -> Iterator[Metric]:
+        merged: Metric | None = None
+        for report in list(self._controller.reports.values()):
+            for family in DriftCollector(drift=report).collect():
+                if family.name != FEATURE_DRIFT:
+                    continue
+                if merged is None:
+                    merged = family
+                else:
+                    merged.samples.extend(family.samples)
+        if merged is not None:
+            yield merged

@@ -1,0 +1,98 @@
+"""`perfml up`: every part answers, the monitoring sees the server, Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pyarrow as pa
+
+from perfml.config import Settings
+from perfml.detectors import create
+from perfml.featurestore import FeatureStore
+from perfml.monitoring.promql import evaluate
+from perfml.monitoring.recorder import MetricsStore
+from perfml.registry.models import register_detector
+from perfml.registry.setup import open_registry
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def workspace(root: Path) -> tuple[Path, int, int]:
+    serving_port, dashboard_port = free_port(), free_port()
+    config = root / "perfml.yaml"
+    config.write_text(
+        f"workspace: {root}\n"
+        f"serving:\n  port: {serving_port}\n  models: [cpu@production]\n  poll_interval: 1s\n"
+        "monitoring:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  flush_interval: 2s\n"
+        "controller:\n  schedule: 1h\n"
+    )
+    ts = 1_704_067_200_000 + np.arange(600, dtype=np.int64) * 300_000
+    values = 50 + 10 * np.sin(np.arange(600) * 2 * np.pi / 288)
+    frame = pa.table({"ts": pa.array(ts, pa.timestamp("ms", tz="UTC")), "value": values})
+    settings = Settings(workspace=root)
+    FeatureStore(settings.store_path).write(
+        pa.table(
+            {"metric": ["cpu"] * 600, "entity": ["a"] * 600, "ts": frame["ts"], "value": values}
+        )
+    )
+    with open_registry(settings, background_delivery=False) as registry:
+        version = register_detector(
+            registry, "cpu", create("streaming").fit(frame), features=["cpu"],
+            data_start=None, data_end=None,
+        )  # fmt: skip
+        registry.promote("cpu", version.version, "production", force=True)
+    return config, serving_port, dashboard_port
+
+
+def test_up_serves_watches_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    config, serving_port, dashboard_port = workspace(tmp_path)
+    command = [str(Path(sys.executable).parent / "perfml"), "-c", str(config), "up",
+               "--dashboard-port", str(dashboard_port)]  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        base = f"http://127.0.0.1:{serving_port}"
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/v2/health/ready").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        body = {"inputs": [
+            {"name": "ts", "shape": [1], "datatype": "INT64", "data": [1_704_247_200_000]},
+            {"name": "value", "shape": [1], "datatype": "FP64", "data": [95.0]},
+        ]}  # fmt: skip
+        answer = httpx.post(f"{base}/v2/models/cpu/infer", json=body)
+        assert answer.status_code == 200, answer.text
+        assert httpx.get(f"http://127.0.0.1:{dashboard_port}/healthz").status_code == 200
+        time.sleep(3)  # a few scrapes and evaluations
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "stopped" in output
+    # the monitoring flushed what it recorded: the server was up, and answered one infer
+    store = MetricsStore(FeatureStore(Settings(workspace=tmp_path).store_path))
+    now = int(time.time() * 1000)
+    up = evaluate('max_over_time(up{job="perfml-serving"}[1m])', now, store)
+    assert isinstance(up, list)
+    assert [s.value for s in up] == [1.0]
+    served = evaluate("max_over_time(perfml_inference_requests_total[1m])", now, store)
+    assert isinstance(served, list)
+    assert sum(s.value for s in served) >= 1.0
