@@ -143,8 +143,12 @@ def bench_kl(count: int, rows: int, scratch: Path) -> dict[str, Any]:
     scipy_diff = 0.0
     for name in reference:
         edges = BinEdges.from_reference(reference[name])
-        p = smoothed_shares(np.bincount(np.digitize(reference[name], edges.array), minlength=edges.bins))
-        q = smoothed_shares(np.bincount(np.digitize(current[name], edges.array), minlength=edges.bins))
+        p = smoothed_shares(
+            np.bincount(np.digitize(reference[name], edges.array), minlength=edges.bins)
+        )
+        q = smoothed_shares(
+            np.bincount(np.digitize(current[name], edges.array), minlength=edges.bins)
+        )
         scipy_diff = max(scipy_diff, abs(ours[name] - float(stats.entropy(q, p))))
     evidently_diff = max(abs(same[n] - evidently["values"][n]) for n in reference)
     moved = [n for i, n in enumerate(sorted(reference)) if i % 4 == 0]
@@ -293,14 +297,19 @@ def main() -> None:
         f"{'perfml (quantile bins)':<28} {count:>9} {rows:>12,} {kl['perfml_seconds']:>9.2f} "
         f"{kl['kl_speedup_vs_evidently']:>7.1f}"
     )
-    print(f"{'Evidently ValueDrift kl_div':<28} {count:>9} {rows:>12,} {kl['evidently_seconds']:>9.2f}")
+    name = "Evidently ValueDrift kl_div"
+    print(f"{name:<28} {count:>9} {rows:>12,} {kl['evidently_seconds']:>9.2f}")
     print(
-        f"\nmax |perfml - Evidently| (binning='evidently'): {kl['max_abs_diff_vs_evidently']:.2e}; "
+        "\nmax |perfml - Evidently| (binning='evidently'): "
+        f"{kl['max_abs_diff_vs_evidently']:.2e}; "
         f"max |perfml - scipy.stats.entropy|: {kl['max_abs_diff_vs_scipy']:.2e}; "
         f"moved features flagged {kl['flagged_moved_features']}/{kl['moved_features']}, "
         f"stable flagged {kl['flagged_stable_features']}"
     )
-    print(f"\n{'store scale':<12} {'series':>8} {'months':>7} {'seconds':>9} {'series/s':>10} {'peak RSS MB':>12}")
+    print(
+        f"\n{'store scale':<12} {'series':>8} {'months':>7} {'seconds':>9} {'series/s':>10} "
+        f"{'peak RSS MB':>12}"
+    )
     for run in (scale["months_6"], scale["months_12"]):
         print(
             f"{'':<12} {int(run['series']):>8,} {int(run['months']):>7} {run['seconds']:>9.2f} "

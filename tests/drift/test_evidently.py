@@ -53,4 +53,7 @@ def test_compare_with_evidently_binning_reports_its_direction() -> None:
     p, q = binned_shares(reference, current)
     p, q = p / p.sum(), q / q.sum()
     assert abs(found["kl"] - stats.entropy(p, q)) < 1e-12  # KL(reference ‖ current)
-    assert abs(found["js"] - (stats.entropy(p, (p + q) / 2) + stats.entropy(q, (p + q) / 2)) / 2) < 1e-12
+    assert (
+        abs(found["js"] - (stats.entropy(p, (p + q) / 2) + stats.entropy(q, (p + q) / 2)) / 2)
+        < 1e-12
+    )

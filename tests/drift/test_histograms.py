@@ -33,7 +33,8 @@ def test_edges_are_reference_quantiles_and_collapse_for_discrete_data() -> None:
     assert edges.bins == 23  # 20 quantile bins, the maximum's, and the two open ones
     assert edges.values[:3] == (1.0, 50.0, 100.0)
     discrete = BinEdges.from_reference([3.0, 1.0, 2.0, 2.0, 1.0] * 100)
-    assert discrete.values[:3] == (1.0, 2.0, 3.0) and len(discrete.values) == 4
+    assert discrete.values[:3] == (1.0, 2.0, 3.0)
+    assert len(discrete.values) == 4
     counts = discrete.histogram([1.0, 2.0, 2.0, 3.0]).counts.tolist()
     assert counts == [0, 1, 2, 1, 0]  # one bin per value, nothing in the open bins
     constant = BinEdges.from_reference([7.0] * 10)
@@ -43,8 +44,10 @@ def test_edges_are_reference_quantiles_and_collapse_for_discrete_data() -> None:
 def test_open_bins_catch_values_outside_the_reference_range() -> None:
     edges = BinEdges.from_reference(np.linspace(0.0, 10.0, 101), bins=5)
     found = edges.histogram([-1e9, -0.001, 0.0, 10.0, 10.0000001, np.inf, np.nan])
-    assert found.counts[0] == 2 and found.counts[-1] == 1  # inf and nan are not values
-    assert found.counts[1] == 1 and found.counts[-2] == 1  # the reference's min and max are in
+    assert found.counts[0] == 2
+    assert found.counts[-1] == 1
+    assert found.counts[1] == 1
+    assert found.counts[-2] == 1
     assert found.total == 5
 
 
@@ -93,7 +96,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[FeatureStore, pa.Ta
     return fs, points
 
 
-def _values(points: pa.Table, metric: str, lo: int, hi: int, entity: str | None = None) -> np.ndarray:
+def _values(
+    points: pa.Table, metric: str, lo: int, hi: int, entity: str | None = None
+) -> np.ndarray:
     ts = points.column("ts").cast(pa.int64()).to_numpy()
     keep = (np.asarray(points.column("metric").to_pylist()) == metric) & (ts >= lo) & (ts < hi)
     if entity is not None:
@@ -153,4 +158,6 @@ def test_an_empty_selection_gives_no_histogram(store) -> None:
     assert reference_edges(fs, nothing) == {}
     edges = {("cpu_util", None): BinEdges((0.0, 1.0))}
     assert window_histograms(fs, edges, [nothing]) == {}
-    assert window_histograms(FeatureStore(Path("/nonexistent-perfml-store")), edges, [nothing]) == {}
+    assert (
+        window_histograms(FeatureStore(Path("/nonexistent-perfml-store")), edges, [nothing]) == {}
+    )

@@ -15,7 +15,10 @@ from perfml.drift import DriftCollector, DriftRecord, DriftReport, QualityRecord
 from perfml.drift.windows import between
 
 REFERENCE = between("2024-01-01", "2024-03-01")
-MARCH, APRIL = between("2024-03-01", "2024-04-01", "2024-03"), between("2024-04-01", "2024-05-01", "2024-04")
+MARCH, APRIL = (
+    between("2024-03-01", "2024-04-01", "2024-03"),
+    between("2024-04-01", "2024-05-01", "2024-04"),
+)
 
 
 def _record(feature: str, window, method: str, value: float, entity: str | None = None):
@@ -61,7 +64,10 @@ def test_the_collector_exports_the_latest_window_and_the_latest_quality() -> Non
     assert samples(registry) == {
         ("perfml_feature_drift", (("feature", "cpu_util"), ("method", "kl"))): 0.31,
         ("perfml_feature_drift", (("feature", "cpu_util"), ("method", "wasserstein"))): 4.5,
-        ("perfml_model_quality", (("metric", "precision"), ("model", "cpu"), ("version", "3"))): 0.8,
+        (
+            "perfml_model_quality",
+            (("metric", "precision"), ("model", "cpu"), ("version", "3")),
+        ): 0.8,
         ("perfml_model_quality", (("metric", "f1"), ("model", "cpu"), ("version", "3"))): 0.4,
     }
 
@@ -72,7 +78,8 @@ def test_promtool_finds_no_problem_in_the_exposition() -> None:
     registry = CollectorRegistry()
     registry.register(DriftCollector(drift(), quality()))
     body = generate_latest(registry)
-    assert b"perfml_feature_drift{" in body and b"perfml_model_quality{" in body
+    assert b"perfml_feature_drift{" in body
+    assert b"perfml_model_quality{" in body
     checked = subprocess.run(
         [promtool, "check", "metrics"], input=body, capture_output=True, timeout=30, check=False
     )

@@ -88,12 +88,14 @@ def test_quality_per_window_equals_the_detection_metrics_of_the_labelled_series(
         assert record.precision == pytest.approx(expected.point_precision, abs=1e-12)
         assert record.recall == pytest.approx(expected.point_recall, abs=1e-12)
         assert record.f1 == pytest.approx(expected.point_f1, abs=1e-12)
-        assert record.series == 2 and record.points == 2 * 24 * (29 if record.window == "2024-02" else 31)
+        assert record.series == 2
+        assert record.points == 2 * 24 * (29 if record.window == "2024-02" else 31)
     february, march = report.records
     assert february.f1 > 0.5  # spikes of 25 sd on quiet data are found
     assert march.score_drift["kl"] > february.score_drift["kl"] > 0  # noisier March
     assert report.latest() is march
-    assert report.to_arrow().num_rows == 2 and "score_kl" in report.to_arrow().column_names
+    assert report.to_arrow().num_rows == 2
+    assert "score_kl" in report.to_arrow().column_names
 
 
 def test_quality_needs_a_threshold_and_a_training_window(store, registry) -> None:

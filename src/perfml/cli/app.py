@@ -16,6 +16,7 @@ from perfml import __version__
 from perfml.cli import (
     alerts,
     controller,
+    drift,
     evaluate,
     export,
     generate,
@@ -43,6 +44,7 @@ app = typer.Typer(
 )
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(controller.app, name="controller")
+app.add_typer(drift.app, name="drift")
 app.add_typer(evaluate.app, name="evaluate")
 app.add_typer(export.app, name="export")
 app.add_typer(generate.app, name="generate")

@@ -2,11 +2,11 @@
 
 The reference edges come from one query over the reference window (the values at the
 quantile ranks of :func:`~perfml.drift.histograms.quantile_positions`, per feature). Then one
-query reads every Parquet partition (``metric=…/month=…``) that overlaps the windows, buckets
-each value with its feature's edges (an ``ASOF JOIN`` on ``value >= edge``: the greatest edge
-not above the value, i.e. ``searchsorted(edges, value, side="right")``), places each point in
-its window (another ``ASOF JOIN`` on the window starts) and groups by
-``(metric, entity, month, window, bin)``: one partial histogram per partition and window. They
+query reads every Parquet partition (``metric=…/month=…``) that overlaps the windows, places
+each point in its window, joins each feature's edges (a hash join on the feature, the edges a
+list) and buckets the value as the count of edges not above it — ``searchsorted(edges, value,
+side="right")`` — then groups by ``(metric, entity, month, window, bin)``: one partial
+histogram per partition and window. They
 are merged in Python (:meth:`Histogram.merge`), so a window that spans two monthly partitions
 is whole, and the same merge combines shards of entities: with ``shard=(i, n)`` a scan reads
 only the entities with ``hash(entity) % n == i``, and the histograms of the ``n`` shards — run
@@ -35,6 +35,9 @@ FeatureKey = tuple[str, str | None]
 Shard = tuple[int, int]
 """``(index, count)``: the entities whose ``hash(entity) % count == index``."""
 _ATTEMPTS = 3
+_EDGES_SCHEMA = pa.schema(
+    [("metric", pa.string()), ("entity", pa.string()), ("edges", pa.list_(pa.float64()))]
+)
 
 
 def feature_name(key: FeatureKey) -> str:
@@ -103,35 +106,31 @@ def partition_histograms(
         return {}
     per_entity = any(entity is not None for _, entity in edges)
     metrics = sorted({metric for metric, _ in edges})
-    edge_rows: dict[str, list[Any]] = {"metric": [], "entity": [], "lo": [], "bin": []}
-    for (metric, entity), found in edges.items():
-        for number, value in enumerate(found.values, start=1):
-            edge_rows["metric"].append(metric)
-            edge_rows["entity"].append(entity or "")
-            edge_rows["lo"].append(value)
-            edge_rows["bin"].append(number)
-    ordered = sorted(windows)
-    window_rows = {
-        "idx": list(range(len(ordered))),
-        "lo": [w.start for w in ordered],
-        "hi": [w.end for w in ordered],
+    edge_rows: dict[str, list[Any]] = {
+        "metric": [metric for metric, _ in edges],
+        "entity": [entity or "" for _, entity in edges],
+        "edges": [list(found.values) for found in edges.values()],
     }
+    ordered = sorted(windows)
+    which = " ".join(
+        f"WHEN t >= {w.start} AND t < {w.end} THEN {number}" for number, w in enumerate(ordered)
+    )
     where, params = _where(metrics, ordered, shard)
     sql = f"""
         WITH p AS (
             SELECT metric, {_entity(per_entity)} AS entity, month, epoch_ms(ts) AS t, value
             FROM {{src}} WHERE {where}
+        ), placed AS (
+            SELECT metric, entity, month, CASE {which} END AS window, value FROM p
         )
-        SELECT p.metric, p.entity, p.month, w.idx AS window, coalesce(e.bin, 0) AS bin,
+        SELECT p.metric, p.entity, p.month, p.window,
+            len(list_filter(e.edges, lambda edge: edge <= p.value)) AS bin,
             count(*) AS count, sum(p.value) AS total
-        FROM p
-        ASOF JOIN _drift_windows w ON p.t >= w.lo
-        ASOF LEFT JOIN _drift_edges e
-            ON p.metric = e.metric AND p.entity = e.entity AND p.value >= e.lo
-        WHERE p.t < w.hi
+        FROM placed p JOIN _drift_edges e ON p.metric = e.metric AND p.entity = e.entity
+        WHERE p.window IS NOT NULL
         GROUP BY ALL
     """
-    tables = {"_drift_edges": pa.table(edge_rows), "_drift_windows": pa.table(window_rows)}
+    tables = {"_drift_edges": pa.table(edge_rows, schema=_EDGES_SCHEMA)}
     table = _run(store, sql, params, metrics, ordered, tables)
     if table is None:
         return {}
