@@ -136,8 +136,8 @@ class EmbeddedSystem:
             ).start()
 
     def _dashboard_app(self) -> Any:
-        from perfml.dashboard.setup import open_sources
         from perfml.dashboard.app import create_app
+        from perfml.dashboard.setup import open_sources
 
         sources = open_sources(self.settings)
         if self.monitoring is not None:  # live, not only what was flushed

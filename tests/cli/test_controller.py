@@ -25,7 +25,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_fleet(generate_fleet(hosts=4, months=2, seed=11, drift_months=[1]), folder / "fleet")
     ingest_corpus(FeatureStore(folder / "store"), folder / "fleet")
     (folder / "perfml.yaml").write_text(
-        f"workspace: {folder}\ncontroller:\n  models: [latency]\n  holdout: 0.5\n"
+        f"workspace: {folder}\n"
+        "controller:\n  models: [latency]\n  holdout: 0.5\n  threshold: 0.05\n"
     )
     code = main(
         ["-c", str(folder / "perfml.yaml"), "train", "--data", "request_latency_ms",
@@ -49,7 +50,7 @@ def test_run_once_decides_the_latest_window_once(
     assert decision["model"] == "latency"
     assert decision["window"] == "2024-02"
     assert decision["action"] in ("promoted", "kept"), decision["reasons"]
-    assert decision["figures"]["drift"]["request_latency_ms"] > 0.1
+    assert decision["figures"]["drift"]["request_latency_ms"] > 0.05
     assert decision["run_id"].startswith("training-")
 
     code, printed, _ = run(

@@ -3,8 +3,9 @@ failed request, every chart is drawn with data, and an empty workspace shows mes
 
 The dashboard runs on uvicorn on a free loopback port over real sources (a run history and a
 registry in SQLite, an alert store, a MemorySeries with a series for every panel); Chromium
-is driven with Playwright over the system's browser (no browser download). A screenshot of
-each page is saved to ``build/screenshots/<page>.png`` under the repository root.
+is driven with Playwright over the system's browser (no browser download, see
+:mod:`tests.integration.services.browser`). A screenshot of each page is saved to
+``build/screenshots/<page>.png`` under the repository root.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
-from tests.integration.services import free_port, require_binary, require_module, wait_for_http
+from tests.integration.services import free_port, wait_for_http
+from tests.integration.services.browser import RENDERED, SCREENSHOTS, Problems, chromium
 
 from dashboard import seeding
 from perfml.dashboard.app import create_app
@@ -28,37 +28,7 @@ from perfml.monitoring.promql.series import MemorySeries
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO_ROOT / "build" / "screenshots"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PAGES = default_dashboard().slugs
-
-# What each panel's body holds once drawn: the Plotly traces with points, or the table rows.
-RENDERED = """() => Array.from(document.querySelectorAll('.panel .body')).map(el => {
-  const traces = (el.data || []).map(t => ({
-    type: t.type || 'scatter',
-    points: t.type === 'indicator'
-      ? (t.value === null || t.value === undefined ? 0 : 1)
-      : (t.y || []).filter((y, i) => y !== null && (t.x || [])[i] !== undefined).length,
-  }));
-  return {
-    id: el.id.slice(5),
-    mode: el.dataset.mode,
-    drawn: el.classList.contains('js-plotly-plot') && !!el.querySelector('.main-svg'),
-    traces,
-    rows: el.querySelectorAll('tbody tr').length,
-    message: (el.querySelector('.message') || {}).textContent || null,
-  };
-})"""
 
 
 class DashboardServer:
@@ -87,40 +57,10 @@ class DashboardServer:
         self.thread.join(10)
 
 
-@dataclass
-class Problems:
-    """What went wrong in the browser while a page was open."""
-
-    console: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-
-    def watch(self, page: Any) -> None:
-        page.on("console", lambda m: self.console.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.console.append(f"uncaught: {e}"))
-        page.on("requestfailed", lambda r: self.failed.append(f"{r.url}: {r.failure}"))
-        page.on(
-            "response",
-            lambda r: self.failed.append(f"{r.url}: HTTP {r.status}") if r.status >= 400 else None,
-        )
-
-
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    executable = require_binary("chromium")
-    playwright_api = require_module("playwright.sync_api", "dev")
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with playwright_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=executable,
-            args=CHROMIUM_FLAGS,
-            headless=True,
-            viewport={"width": 1400, "height": 900},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,8 @@ def test_promtool_finds_no_problem(history: RunHistory) -> None:
     capacity = Resources(cpu=2, memory="2Gi")
     registry.register(JobMetricsCollector(history, capacity, requests=requests_from([PIPELINE])))
     text = generate_latest(registry)
-    assert b'kube_job_status_failed{job_name="lint-r1-crash",namespace="perfml"} 1.0' in text
+    failed = b'job_name="lint-r1-crash",namespace="perfml",reason="BackoffLimitExceeded"} 1.0'
+    assert b"kube_job_status_failed{" + failed in text
     checked = subprocess.run(
         [promtool, "check", "metrics"], input=text, capture_output=True, timeout=30, check=False
     )

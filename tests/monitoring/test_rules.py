@@ -28,8 +28,8 @@ SHIPPED = {
     "JobPendingTooLong": 'kube_pod_status_phase{phase="Pending"} == 1',
     "JobRunningTooLong": "(time() - kube_pod_start_time) > 172800 and on (namespace, pod) "
     'kube_pod_status_phase{phase="Running"} == 1',
-    "JobFailed": "kube_job_failed > 0",
-    "JobRetriesExhausted": 'kube_job_failed{condition="BackoffLimitExceeded"} > 0',
+    "JobFailed": 'kube_job_failed{condition="true"} > 0',
+    "JobRetriesExhausted": 'kube_job_status_failed{reason="BackoffLimitExceeded"} > 0',
     "ClusterOverloaded": 'sum by (resource) (kube_pod_container_resource_requests{resource=~"cpu|'
     'memory"} and on (namespace, pod) kube_pod_status_phase{phase=~"Pending|Running"} == 1) / '
     'sum by (resource) (kube_node_status_allocatable{resource=~"cpu|memory"}) > 1 or '
@@ -81,7 +81,7 @@ def test_to_prometheus_is_one_alerting_rule_with_prometheus_durations():
     rule = by_name(default_rules())["JobRetriesExhausted"]
     assert rule.to_prometheus() == {
         "alert": "JobRetriesExhausted",
-        "expr": 'kube_job_failed{condition="BackoffLimitExceeded"} > 0',
+        "expr": 'kube_job_status_failed{reason="BackoffLimitExceeded"} > 0',
         "for": "0s",
         "keep_firing_for": "0s",
         "labels": {"severity": "critical", "team": "perfml"},

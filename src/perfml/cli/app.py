@@ -22,7 +22,9 @@ from perfml.cli import (
     generate,
     ingest,
     models,
+    monitor,
     pipeline,
+    report,
     runs,
     serve,
     setup,
@@ -59,6 +61,8 @@ app.command("demo")(setup.demo)
 app.command("dashboard")(dashboard_cli.dashboard)
 app.command("train")(train.train)
 app.command("up")(up.up)
+app.command("monitor")(monitor.monitor)
+app.command("report")(report.report)
 
 
 def _version(value: bool) -> None:

@@ -137,33 +137,35 @@ class JobRunningTooLong(RuleKind[RunningParams]):
         )  # fmt: skip
 
 
-def _job_failed(condition: str) -> ExampleSeries:
-    return ExampleSeries(series("kube_job_failed", condition=condition, **_JOB), "1x20")
+def _job_failed() -> ExampleSeries:
+    return ExampleSeries(series("kube_job_failed", condition="true", **_JOB), "1x20")
 
 
-def _failed(condition: str) -> ExampleAlert:
-    return ExampleAlert({**_JOB, "condition": condition}, 1.0)
+def _failed_for(reason: str) -> ExampleSeries:
+    return ExampleSeries(series("kube_job_status_failed", reason=reason, **_JOB), "1x20")
 
 
 @rule_kind("JobFailed")
 class JobFailed(RuleKind[RuleParams]):
-    """A job failed, whether or not retries remain (``kube_job_failed{condition}``)."""
+    """A job failed, for whatever reason (``kube_job_failed{condition="true"}``)."""
 
     summary = "Job {{ $labels.namespace }}/{{ $labels.job_name }} failed"
     description = (
-        "Job {{ $labels.namespace }}/{{ $labels.job_name }} failed ({{ $labels.condition }}); "
-        "its log tells why (perfml runs logs)."
+        "Job {{ $labels.namespace }}/{{ $labels.job_name }} failed; its log tells why "
+        "(perfml runs logs)."
     )
 
     def expr(self, params: RuleParams) -> str:
-        return "kube_job_failed > 0"
+        return 'kube_job_failed{condition="true"} > 0'
 
     def examples(self, params: RuleParams, for_: float) -> tuple[Example, ...]:
         at = steps(for_ + 300) * 60.0
         succeeded = ExampleSeries(series("kube_job_status_succeeded", **_JOB), "1x20")
+        not_failed = ExampleSeries(series("kube_job_failed", condition="false", **_JOB), "0x20")
+        failed = ExampleAlert({**_JOB, "condition": "true"}, 1.0)
         return (
-            Example("a failed job", (_job_failed("Error"),), at=at, alerts=(_failed("Error"),)),
-            Example("a job that succeeded", (succeeded,), at=at),
+            Example("a failed job", (_job_failed(),), at=at, alerts=(failed,)),
+            Example("a job that succeeded", (succeeded, not_failed), at=at),
         )
 
 
@@ -179,15 +181,15 @@ class JobRetriesExhausted(RuleKind[RuleParams]):
     )
 
     def expr(self, params: RuleParams) -> str:
-        return 'kube_job_failed{condition="BackoffLimitExceeded"} > 0'
+        return 'kube_job_status_failed{reason="BackoffLimitExceeded"} > 0'
 
     def examples(self, params: RuleParams, for_: float) -> tuple[Example, ...]:
         at = steps(for_ + 300) * 60.0
-        exhausted = "BackoffLimitExceeded"
+        exhausted = ExampleAlert({**_JOB, "reason": "BackoffLimitExceeded"}, 1.0)
         return (
-            Example("out of retries", (_job_failed(exhausted),), at=at,
-                    alerts=(_failed(exhausted),)),
-            Example("failed past its deadline", (_job_failed("DeadlineExceeded"),), at=at),
+            Example("out of retries", (_failed_for("BackoffLimitExceeded"),), at=at,
+                    alerts=(exhausted,)),
+            Example("failed past its deadline", (_failed_for("DeadlineExceeded"),), at=at),
         )  # fmt: skip
 
 

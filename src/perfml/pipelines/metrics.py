@@ -16,7 +16,9 @@ worlds"), so a perfml run is shown as Kubernetes would show it under Kubeflow:
   (it failed and was retried or not, was killed by a cancel or an orphan recovery). ``Unknown``
   is always 0, kept so that each pod has the five series kube-state-metrics gives it;
 * a Job's ``kube_job_status_completion_time`` is set only when it succeeded, and
-  ``kube_job_failed{condition}`` only when it failed (``BackoffLimitExceeded``, ``Error``...),
+  ``kube_job_failed{condition="true"}`` only when it failed, as Kubernetes does; why it failed is
+  ``kube_job_status_failed{reason}`` (``BackoffLimitExceeded``, ``DeadlineExceeded``,
+  ``PodFailurePolicy``: see :data:`JOB_FAILURE_REASONS`),
   as Kubernetes does; a cancelled task gets neither (on a cluster the Job would be deleted).
 
 Resource use: the history keeps one total per task over all its attempts, written by the
@@ -58,6 +60,17 @@ from perfml.pipelines.states import JobRecord, JobState, Reason, ResourceUsage, 
 
 DEFAULT_NAMESPACE = "perfml"
 POD_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
+JOB_FAILURE_REASONS = {
+    Reason.BACKOFF_LIMIT_EXCEEDED: "BackoffLimitExceeded",
+    Reason.ERROR: "BackoffLimitExceeded",
+    Reason.OOM_KILLED: "BackoffLimitExceeded",
+    Reason.DEADLINE_EXCEEDED: "DeadlineExceeded",
+    Reason.PERMANENT_ERROR: "PodFailurePolicy",
+}
+"""The ``reason`` of ``kube_job_status_failed`` for a failed job, as Kubernetes names the Job's
+``Failed`` condition: its retries spent (a step without retries has a backoff limit of 0, so
+its one failed attempt spends them), its deadline passed, or a failure no retry can fix (a pod
+failure policy's ``FailJob``); other ends (a cancel, an orphan, an upstream failure) carry none."""
 """The pod phases of Kubernetes, each a series of ``kube_pod_status_phase``."""
 TIMED_PHASES = (JobState.PENDING, JobState.RUNNING)
 """The phases ``perfml_job_phase_seconds`` reports (a terminal state stops the clock)."""
@@ -228,7 +241,9 @@ class _Families:
             labels=job,
         )
         self.failed = gauge(
-            "kube_job_status_failed", "The number of pods which reached Phase Failed.", labels=job
+            "kube_job_status_failed",
+            "The number of pods which reached Phase Failed and the reason for failure.",
+            labels=[*job, "reason"],
         )
         self.job_start = gauge(
             "kube_job_status_start_time",
@@ -342,7 +357,10 @@ class JobMetricsCollector(Collector):
         count = {phase: sum(p.phase == phase for p in pods) for phase in POD_PHASES}
         f.active.add_metric(labels, count["Pending"] + count["Running"])
         f.succeeded.add_metric(labels, count["Succeeded"])
-        f.failed.add_metric(labels, count["Failed"])
+        failed_for = ""
+        if job.state is JobState.FAILED and job.reason is not None:
+            failed_for = JOB_FAILURE_REASONS.get(job.reason, "")
+        f.failed.add_metric([*labels, failed_for], count["Failed"])
         f.job_start.add_metric(labels, pods[0].created)
         if job.state is JobState.SUCCEEDED:
             f.job_completion.add_metric(labels, job.transitions[-1].at)

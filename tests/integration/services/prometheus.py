@@ -27,6 +27,9 @@ class PrometheusServer(Service):
     ``scrape_interval``; give a mapping to attach target labels to each address, as
     ``{"127.0.0.1:8001": {"host": "web-1"}}``. With ``basic_auth=(user, password)`` it serves
     only requests carrying those credentials (a web config file with the bcrypt hash).
+    With ``config_file`` it runs that ``prometheus.yml`` instead (its rule files are found
+    next to it, as Prometheus resolves relative paths): ``targets`` and ``scrape_interval``
+    are then the file's business.
     """
 
     def __init__(
@@ -38,6 +41,7 @@ class PrometheusServer(Service):
         job: str = "test",
         basic_auth: tuple[str, str] | None = None,
         start_timeout: float = 30.0,
+        config_file: Path | None = None,
     ) -> None:
         self.workdir = workdir
         self.targets: dict[str, dict[str, str]] = (
@@ -51,7 +55,8 @@ class PrometheusServer(Service):
         self.start_timeout = start_timeout
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.config_path = workdir / "prometheus.yml"
+        self.config_path = config_file or workdir / "prometheus.yml"
+        self._own_config = config_file is None
         self.web_config_path = workdir / "web.yml"
         self.service: ServiceProcess | None = None
 
@@ -59,8 +64,8 @@ class PrometheusServer(Service):
         """Write the config, start Prometheus and wait until ``/-/ready`` answers."""
         binary = require_binary("prometheus")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        # JSON is YAML, so the config needs no YAML writer.
-        self.config_path.write_text(json.dumps(self._config(), indent=2))
+        if self._own_config:  # JSON is YAML, so the config needs no YAML writer.
+            self.config_path.write_text(json.dumps(self._config(), indent=2))
         argv = [
             binary,
             f"--config.file={self.config_path}",
@@ -94,6 +99,13 @@ class PrometheusServer(Service):
         response.raise_for_status()
         result: list[Any] = response.json()["data"]["result"]
         return result
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts of its rules now, pending and firing (``/api/v1/alerts``)."""
+        response = httpx.get(f"{self.url}/api/v1/alerts", auth=self.auth, timeout=5.0)
+        response.raise_for_status()
+        alerts: list[dict[str, Any]] = response.json()["data"]["alerts"]
+        return alerts
 
     def _config(self) -> dict[str, Any]:
         return {

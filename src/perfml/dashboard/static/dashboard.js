@@ -1,5 +1,7 @@
 // perfml dashboard: fetch a page's panels as JSON and draw them with Plotly, then refresh.
 // The server decides what each panel holds (see perfml.dashboard.data); this only draws.
+// A page with its data inline (a script tag #perfml-data, as perfml.dashboard.report writes
+// it) is drawn once from that data, without a request.
 (function () {
   "use strict";
 
@@ -55,6 +57,19 @@
     };
   }
 
+  // Vertical dashed lines at panel.markers[i].at (Unix ms), e.g. promotions, on a time axis.
+  function addMarkers(layout, panel) {
+    if (!panel.markers || panel.markers.length === 0) return;
+    layout.shapes = (layout.shapes || []).concat(panel.markers.map(function (m) {
+      const at = new Date(m.at).toISOString();
+      return {
+        type: "line", xref: "x", yref: "paper", x0: at, x1: at, y0: 0, y1: 1,
+        line: { color: "#8f3bb8", width: 1, dash: "dot" },
+        label: { text: m.label, textposition: "end", font: { color: "#8f3bb8", size: 10 } },
+      };
+    }));
+  }
+
   function plot(el, traces, layout) {
     if (el.dataset.mode !== "plot") {
       clear(el);
@@ -69,13 +84,15 @@
         type: "scatter",
         mode: s.t.length <= 60 ? "lines+markers" : "lines",
         name: s.name,
-        x: s.t,
+        x: s.x || s.t,
         y: s.v,
         connectgaps: false,
         hovertemplate: "%{y}<extra>" + s.name.replace(/</g, "&lt;") + "</extra>",
       };
     });
     const layout = baseLayout(panel, range);
+    // A panel over labelled windows (drift per month) gives its own x axis.
+    if (panel.xaxis) layout.xaxis = { type: panel.xaxis.type, automargin: true };
     if (panel.threshold) {
       layout.shapes = [{
         type: "line", xref: "paper", x0: 0, x1: 1,
@@ -87,6 +104,7 @@
         text: panel.threshold.label, showarrow: false, font: { color: "#c4162a" },
       }];
     }
+    if (!panel.xaxis) addMarkers(layout, panel);
     plot(el, traces, layout);
   }
 
@@ -132,6 +150,10 @@
     layout.barmode = "overlay";
     layout.height = Math.max(160, 60 + 26 * panel.lanes.length);
     layout.yaxis = { type: "category", automargin: true, autorange: "reversed" };
+    // Under the date ticks, whatever the height: a short timeline has little room.
+    layout.legend = { orientation: "h", yref: "container", y: 0, yanchor: "bottom" };
+    layout.margin = Object.assign({}, layout.margin, { b: 64 });
+    addMarkers(layout, panel);
     plot(el, traces, layout);
   }
 
@@ -150,9 +172,15 @@
       head.appendChild(th);
     });
     const tbody = table.createTBody();
-    panel.rows.forEach(function (row) {
+    // panel.flagged: [row, column] of the cells to highlight (e.g. over a threshold).
+    const flagged = new Set((panel.flagged || []).map(function (rc) { return rc[0] + ":" + rc[1]; }));
+    panel.rows.forEach(function (row, r) {
       const tr = tbody.insertRow();
-      row.forEach(function (value) { tr.insertCell().textContent = cellText(value); });
+      row.forEach(function (value, c) {
+        const td = tr.insertCell();
+        td.textContent = cellText(value);
+        if (flagged.has(r + ":" + c)) td.className = "flagged";
+      });
     });
     el.appendChild(table);
     el.dataset.mode = "table";
@@ -195,6 +223,16 @@
     } finally {
       loading = false;
     }
+  }
+
+  const frozen = document.getElementById("perfml-data");
+  if (frozen) {
+    const data = JSON.parse(frozen.textContent);
+    data.sections.forEach(function (section) {
+      section.panels.forEach(function (panel) { draw(panel, data.range); });
+    });
+    body.dataset.loads = "1";
+    return;
   }
 
   rangeSelect.addEventListener("change", load);
