@@ -180,8 +180,17 @@ class DemoSettings(_Strict):
     """The fleet ``make demo`` generates."""
 
     hosts: int = Field(12, ge=1, le=100_000)
-    months: int = Field(3, ge=1, le=120)
+    months: int = Field(6, ge=3, le=120)
+    change_month: int = Field(4, ge=2, description="the month (1-based) the workload changes")
     seed: int = 7
+
+    @model_validator(mode="after")
+    def _check_change(self) -> DemoSettings:
+        if self.change_month > self.months:
+            raise ValueError(
+                f"change_month {self.change_month} is after the last month ({self.months})"
+            )
+        return self
 
 
 class AlertRuleSettings(_Strict):
@@ -296,7 +305,13 @@ class MonitoringSettings(_Strict):
     flush_interval: str = Field("5m", description="how often they are written to the store")
     scrape_timeout: str = Field("10s", description="at most the scrape interval in effect")
     targets: tuple[TargetSettings, ...] = Field((), description="extra scrape targets")
+    finished_jobs_ttl: str | None = Field(
+        None, description="ended jobs leave the job metrics after this long (none: never)"
+    )
 
+    _check_ttl = field_validator("finished_jobs_ttl")(
+        lambda value: None if value is None else _duration(value)
+    )
     _check_intervals = field_validator(
         "evaluation_interval",
         "scrape_interval",
@@ -515,7 +530,9 @@ controller:
 # The fleet `perfml demo` generates and ingests.
 demo:
   hosts: 12
-  months: 3
+  months: 6
+  # The month (1-based) a workload change hits part of the fleet.
+  change_month: 4
   seed: 7
 
 # Alert rules (rendered for Prometheus by `perfml export prometheus`, evaluated by perfml in
@@ -556,6 +573,9 @@ monitoring:
   # More endpoints to scrape besides serving and the jobs, each
   #   {job: node, url: "http://host:9100/metrics", labels: {team: perf}}.
   targets: []
+  # Ended jobs leave the job metrics (and their alerts resolve) this long after they end,
+  # as Kubernetes deletes a Job ttlSecondsAfterFinished after it ends; null: they stay.
+  finished_jobs_ttl: null
   notifications:
     # Alerts with the same values of these labels go out as one notification.
     group_by: [alertname, namespace]

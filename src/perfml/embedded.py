@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Self
@@ -58,7 +58,11 @@ class Parts:
 
 
 class EmbeddedSystem:
-    """perfml's parts in this process (see the module's docstring); ``with`` starts and stops."""
+    """perfml's parts in this process (see the module's docstring); ``with`` starts and stops.
+
+    ``collectors`` are more metrics of this process for the monitoring to record (job
+    ``perfml``); ``on_alert`` is told of every alert that changes state.
+    """
 
     def __init__(
         self,
@@ -67,6 +71,7 @@ class EmbeddedSystem:
         *,
         trainer: Trainer | None = None,
         on_alert: Callable[[Alert], None] | None = None,
+        collectors: Sequence[Collector] = (),
         monitoring: Callable[..., MonitoringService] = MonitoringService,
     ) -> None:
         self.settings = settings
@@ -74,6 +79,7 @@ class EmbeddedSystem:
         self._trainer = trainer
         self._on_alert = on_alert
         self._make_monitoring = monitoring
+        self._collectors = list(collectors)
         self.server: AppServer | None = None
         self.dashboard: AppServer | None = None
         self.monitoring: MonitoringService | None = None
@@ -99,7 +105,7 @@ class EmbeddedSystem:
     def _start(self) -> None:
         settings, parts = self.settings, self.parts
         models = controlled_models(settings)
-        collectors: list[Any] = []
+        collectors: list[Collector] = list(self._collectors)
         if parts.controller and models:
             fs = settings.featurestore
             self._registry = open_registry(settings, actor="controller", background_delivery=False)
@@ -112,7 +118,7 @@ class EmbeddedSystem:
                 models,
                 Policy.from_settings(settings),
             )
-            collectors += [ControllerCollector(self._decisions), _LatestDrift(self.controller)]
+            collectors += [ControllerCollector(self._decisions), LatestDrift(self.controller)]
         if parts.serving and self.served:
             serving = settings.serving
             app = serving_app(settings, self.served, metrics=ServingMetrics())
@@ -179,7 +185,7 @@ class EmbeddedSystem:
         self.stop()
 
 
-class _LatestDrift(Collector):
+class LatestDrift(Collector):
     """``perfml_feature_drift`` from the controller's latest drift report of each model."""
 
     def __init__(self, controller: Controller) -> None:

@@ -43,7 +43,8 @@ def test_promtool_finds_no_problem_in_one_process() -> None:
 def test_promtool_finds_no_problem_in_the_multiprocess_sum(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    # Set (not deleted) first, so that teardown removes what prepare_multiprocess sets.
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path / "placeholder"))
     monkeypatch.setattr(prometheus_values, "ValueClass", prometheus_values.ValueClass)
     directory = ServingMetrics.prepare_multiprocess(tmp_path / "metrics")
     metrics = ServingMetrics(deployment="fraud", multiprocess_dir=directory)

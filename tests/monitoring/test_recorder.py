@@ -441,3 +441,32 @@ def test_exposition_parser_agrees_with_prometheus_client() -> None:
     assert ours[0][1] == {"a": 'x\\y"z\n', "b": "}"}
     with pytest.raises(ValueError, match="line 2"):
         list(parse_exposition("ok 1\nnot a sample line at all\n"))
+
+
+def test_reads_while_the_recorder_writes_see_consistent_series() -> None:
+    """The rule engine reads on its thread while the recorder appends new series on its own."""
+    metrics = MetricsStore(None)
+    failures: list[BaseException] = []
+    created = [Matcher("__name__", "=", "kube_pod_created")]
+
+    def write() -> None:
+        for at in range(1_000, 301_000, 1_000):
+            for pod in range(10):  # new series keep appearing, as new pods do
+                metrics.add("kube_pod_created", {"pod": f"p{at}-{pod}"}, at, 1.0)
+
+    def read() -> None:
+        try:
+            while writer.is_alive():
+                for series in metrics.select(created, 0, 10**12):
+                    assert len(series.ts) == len(series.values) >= 1
+        except BaseException as error:
+            failures.append(error)
+
+    writer = threading.Thread(target=write)
+    reader = threading.Thread(target=read)
+    writer.start()
+    reader.start()
+    writer.join(timeout=60)
+    reader.join(timeout=60)
+    assert failures == []
+    assert len(metrics.select(created, 0, 10**12)) == 3000

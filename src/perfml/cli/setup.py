@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from perfml.cli.render import print_report, print_summary
-from perfml.cli.state import out, progress, state
-from perfml.cli.train import print_training
+from perfml.cli.state import out, state
 from perfml.config import CONFIG_NAME, DEFAULT_CONFIG
-from perfml.detectors import DEFAULT_DETECTOR
+from perfml.demo import DEMO_METRIC, DemoOutcome, run_demo
 from perfml.errors import UsageError
-from perfml.ingest import ingest_corpus
-from perfml.pipelines.local import run_training
-from perfml.registry.setup import open_registry
-from perfml.sources.fleet import generate_fleet, write_fleet
-
-DEMO_METRIC = "request_latency_ms"
-"""The demo trains on latency: the fleet labels its latency storms and spikes."""
-DEMO_MODEL = "request-latency"
 
 
 class ConfigExistsError(UsageError):
@@ -42,47 +31,47 @@ def init(
 
 
 def demo(ctx: typer.Context) -> None:
-    """Generate a fleet, ingest it, summarise the store, then train, register and promote the
-    default detector on request latency through the training pipeline."""
+    """Six months of a fleet: train v1, serve it, watch drift, retrain and promote v2 when the
+    workload changes, fire and resolve alerts; ends with a summary and an HTML report."""
     settings = state(ctx).settings
-    plan = generate_fleet(settings.demo.hosts, settings.demo.months, settings.demo.seed)
-    fleet_dir = settings.workspace / "demo-fleet"
-    out.rule("1. generate a fleet")
-    with out.status(f"generating {plan.points:,} points"):
-        write_fleet(plan, fleet_dir)
+    out.rule("perfml demo")
+    outcome = run_demo(settings, lambda line: out.print(line, highlight=False, markup=False))
+    out.rule("summary")
+    out.print(months_table(outcome))
+    out.print(alerts_table(outcome))
     out.print(
-        f"{len(plan.hosts)} hosts × 6 metrics × {plan.steps:,} steps at 5 min, "
-        f"{len(plan.anomalies)} labelled anomalies, workload change in month(s) "
-        f"{', '.join(str(e.month) for e in plan.drift_events) or 'none'} → {fleet_dir}"
+        f"production: {outcome.production} · report: {outcome.report} · {outcome.seconds:.0f} s",
+        highlight=False,
     )
-    out.rule("2. ingest into the feature store")
-    store = state(ctx).store()
-    series = len(plan.hosts) * 6
-    with progress() as bar:
-        task = bar.add_task("ingesting series", total=series)
-        report = ingest_corpus(store, fleet_dir, tick=lambda: bar.advance(task))
-    print_report(report)
-    out.rule("3. the store")
-    print_summary(store.summary(), dict(Counter(w.kind for w in store.windows())))
-    summary = store.summary()
-    if summary.first is None or summary.last is None:
-        return
-    out.rule(f"4. train {DEFAULT_DETECTOR} on {DEMO_METRIC} through the training pipeline")
-    with out.status(
-        "running the training pipeline (query → preprocess → train → evaluate → register)"
-    ):
-        done = run_training(
-            settings, detector=DEFAULT_DETECTOR, metrics=[DEMO_METRIC], start=summary.first,
-            end=summary.last + timedelta(minutes=5), model=DEMO_MODEL, promote=True,
-        )  # fmt: skip
-    print_training(done)
-    out.rule("5. the registry")
-    with open_registry(settings, background_delivery=False) as registry:
-        version = registry.resolve(f"{DEMO_MODEL}@production")
-    table = Table(title=f"{version.ref} ({', '.join(version.aliases)})", show_header=False)
-    table.add_row("detector", version.detector)
-    table.add_row("features", ", ".join(version.features))
-    table.add_row("training data", f"{version.data_start:%Y-%m-%d} → {version.data_end:%Y-%m-%d}")
-    table.add_row("pipeline run", version.pipeline_run or "-")
-    table.add_row("held-out figures", ", ".join(f"{k}={v:.3g}" for k, v in version.metrics.items()))
-    out.print(table)
+
+
+def months_table(outcome: DemoOutcome) -> Table:
+    table = Table(title="month by month")
+    for column in ("month", "scored", "served by", "KL (latency)", "controller", "why"):
+        table.add_column(column, overflow="fold")
+    for row in outcome.months:
+        decision = row.decision
+        drift = None if decision is None else decision.figures.get("drift", {}).get(DEMO_METRIC)
+        table.add_row(
+            row.month,
+            f"{row.scored_rows:,}",
+            ", ".join(row.served_by),
+            "" if drift is None else f"{drift:.3f}",
+            "" if decision is None else decision.action.value,
+            "" if decision is None else decision.reasons[-1],
+        )
+    return table
+
+
+def alerts_table(outcome: DemoOutcome) -> Table:
+    table = Table(title="alerts")
+    for column in ("alert", "on", "state", "at"):
+        table.add_column(column)
+    for entry in outcome.alerts:
+        if entry.to_state not in ("firing", "resolved"):
+            continue
+        labels = entry.labels
+        on = labels.get("job_name") or labels.get("pod") or labels.get("feature") or ""
+        at = datetime.fromtimestamp(entry.at_ms / 1000, tz=UTC)
+        table.add_row(entry.rule, on, entry.to_state, f"{at:%H:%M:%S}")
+    return table

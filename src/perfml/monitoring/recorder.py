@@ -346,17 +346,18 @@ class MetricsStore:
 
         Memory answers for what it covers, the feature store for the time before.
         """
-        with self._lock:
+        with self._lock:  # the recorder's thread appends to memory: read it whole, now
             covered = self._covered_from_ms
-            memory = self._memory
+            recent: list[Series] = []
+            if covered is not None and end_ms > covered:
+                recent = list(self._memory.select(matchers, max(start_ms, covered), end_ms))
         parts: dict[Labels, list[Series]] = {}
         if self.store is not None and (covered is None or start_ms < covered):
             upper = end_ms if covered is None else min(end_ms, covered)
             for series in _select_store(self.store, matchers, start_ms, upper):
                 parts.setdefault(_key(series), []).append(series)
-        if covered is not None and end_ms > covered:
-            for series in memory.select(matchers, max(start_ms, covered), end_ms):
-                parts.setdefault(_key(series), []).append(series)
+        for series in recent:
+            parts.setdefault(_key(series), []).append(series)
         return [_joined(pieces) for _, pieces in sorted(parts.items())]
 
 

@@ -159,13 +159,15 @@ def jobs_target(
     scrape of ``perfml runs serve-metrics`` labels them (see the module's doc); ``clock``
     says how long active jobs have been in their phase."""
     from perfml.pipelines.local import runner_capacity
-    from perfml.pipelines.metrics import JobMetricsCollector, requests_from
+    from perfml.pipelines.metrics import JobMetricsCollector, Window, requests_from
     from perfml.pipelines.training import build_training_pipeline
 
+    ttl = settings.monitoring.finished_jobs_ttl
     collector = JobMetricsCollector(
         history,
         runner_capacity(settings),
         requests=requests_from([build_training_pipeline()]),
+        window=Window(max_age=None if ttl is None else seconds(ttl)),
         clock=clock,
     )
     return in_process_target(JOBS_JOB, [collector], f"127.0.0.1:{JOBS_METRICS_PORT}")

@@ -83,6 +83,7 @@ def score(
     stamps: list[int] = []
     values: list[float] = []
     scores: list[float] = []
+    versions: set[str] = set()
     with httpx.Client(timeout=30.0, headers=headers) as client:
         for entity, ts, value in _entity_slices(points):
             for at in range(0, len(ts), batch_rows):
@@ -101,7 +102,9 @@ def score(
                     raise ScoringRefusedError(endpoint, answer.status_code, answer.text)
                 if answer.status_code != 200:
                     raise ScoringFailedError(endpoint, answer.status_code, answer.text)
-                scores.extend(answer.json()["outputs"][0]["data"])
+                found = answer.json()
+                scores.extend(found["outputs"][0]["data"])
+                versions.add(str(found.get("model_version", "")))
                 entities.extend([entity] * len(chunk_ts))
                 stamps.extend(chunk_ts)
                 values.extend(chunk_values)
@@ -117,7 +120,12 @@ def score(
     partial = target.with_suffix(".parquet.partial")
     pq.write_table(table, partial)
     partial.replace(target)
-    return {"rows": table.num_rows, "entities": len(set(entities)), "file": str(target)}
+    return {
+        "rows": table.num_rows,
+        "entities": len(set(entities)),
+        "versions": sorted(versions),
+        "file": str(target),
+    }
 
 
 def _entity_slices(points: pa.Table) -> list[tuple[str, list[int], list[float]]]:
