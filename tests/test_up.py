@@ -61,9 +61,10 @@ def test_up_serves_watches_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     config, serving_port, dashboard_port = workspace(tmp_path)
     command = [str(Path(sys.executable).parent / "perfml"), "-c", str(config), "up",
                "--dashboard-port", str(dashboard_port)]  # fmt: skip
+    without_token = {k: v for k, v in os.environ.items() if k != "PERFML_SERVING_TOKEN"}
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**without_token, "COLUMNS": "200"},
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60

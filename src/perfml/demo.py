@@ -12,7 +12,7 @@
    promotion the server then follows;
 5. a stuck job (its volume is missing) and a failing job (a wrong API token): their alerts fire,
    then resolve — once the volume appears, and once the failed job ages out of the metrics;
-6. a self-contained HTML report in the workspace.
+6. a self-contained HTML report, ``<workspace>/demo/report.html``.
 
 The calendar is the fleet's (2024); the monitoring runs on the wall clock, with its intervals
 and rule durations shortened to seconds (:func:`demo_settings`) so that the whole runs in a
@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -55,7 +56,7 @@ from perfml.pipelines.runner import LocalRunner
 from perfml.pipelines.scoring import build_scoring_pipeline
 from perfml.pipelines.states import JobState, RunRecord
 from perfml.registry.setup import open_registry
-from perfml.sources.fleet import Fleet, generate_fleet, write_fleet
+from perfml.sources.fleet import METRICS, Fleet, generate_fleet, write_fleet
 
 DEMO_METRIC = "request_latency_ms"
 """The demo's model watches latency: the fleet labels its latency storms and spikes."""
@@ -89,9 +90,11 @@ class DemoOutcome:
 
 
 def demo_settings(settings: Settings, port: int | None = None) -> Settings:
-    """``settings`` as the demo runs them: a server on a free loopback port for the latency
-    model, monitoring every second, rule durations in seconds, ended jobs leaving the metrics
-    after 10 s, and the controller checking monthly windows of the latency model."""
+    """``settings`` as the demo runs them: a workspace of its own (``<workspace>/demo``: its
+    store, registry and artifacts, whatever ``perfml.yaml`` names for the real ones), a server on
+    a free loopback port for the latency model, monitoring every second, rule durations in
+    seconds, ended jobs leaving the metrics after 10 s, and the controller checking monthly
+    windows of the latency model."""
     monitoring = settings.monitoring.model_copy(
         update={
             "scrape_interval": "1s",
@@ -121,7 +124,14 @@ def demo_settings(settings: Settings, port: int | None = None) -> Settings:
     )
     controller = settings.controller.model_copy(update={"models": (DEMO_MODEL,)})
     return settings.model_copy(
-        update={"monitoring": monitoring, "serving": serving, "controller": controller}
+        update={
+            "workspace": settings.workspace / "demo",
+            "featurestore": settings.featurestore.model_copy(update={"path": None}),
+            "registry": settings.registry.model_copy(update={"url": None, "artifacts": None}),
+            "monitoring": monitoring,
+            "serving": serving,
+            "controller": controller,
+        }
     )
 
 
@@ -129,8 +139,20 @@ def run_demo(settings: Settings, say: Say) -> DemoOutcome:
     """Run the demo on ``settings``' workspace (see the module's docstring)."""
     started = time.monotonic()
     settings = demo_settings(settings)
+    if settings.workspace.exists():  # the demo's own folder: each run starts afresh
+        shutil.rmtree(settings.workspace)
+    settings.workspace.mkdir(parents=True)
     token_env = settings.serving.token_env
-    os.environ[token_env] = os.environ.get(token_env) or secrets.token_urlsafe(16)
+    token_before = os.environ.get(token_env)
+    os.environ[token_env] = token_before or secrets.token_urlsafe(16)  # the server's, the jobs'
+    try:
+        return _run(settings, say, started)
+    finally:
+        if token_before is None:
+            del os.environ[token_env]
+
+
+def _run(settings: Settings, say: Say, started: float) -> DemoOutcome:
     fleet = _make_fleet(settings, say)
     months = _month_starts(fleet)
     first = _train_first(settings, months, say)
@@ -164,9 +186,11 @@ def run_demo(settings: Settings, say: Say) -> DemoOutcome:
             time.sleep(2)  # the last scrapes and evaluations
         outcome.production = registry.get(f"{DEMO_MODEL}@production").ref
         reference = training_window(registry.get(f"{DEMO_MODEL}:1"))
-        outcome.drift = list(
-            drift_report(store, reference, methods=["kl"], thresholds={"kl": 0.1}).records
-        )
+        report = drift_report(
+            store, reference, methods=["kl"], metrics=list(METRICS), end=months[-1],
+            thresholds={"kl": settings.controller.threshold},
+        )  # fmt: skip
+        outcome.drift = list(report.records)
         alerts = AlertStore(settings.registry_url)
         try:
             outcome.alerts = alerts.history()

@@ -111,7 +111,8 @@ def test_ingest_the_real_nab_corpus_and_read_it_back(capsys, tmp_path):
     assert len(out_csv.read_text().splitlines()) == len(source.splitlines())
 
 
-def test_installed_entry_point_runs_the_demo(tmp_path):
+def test_installed_entry_point_reads_the_config_it_is_given(tmp_path):
+    """The console script the README's commands use (the demo itself: tests/test_demo.py)."""
     config = tmp_path / "perfml.yaml"
     config.write_text("demo:\n  hosts: 2\n  months: 2\n")
     done = subprocess.run(
@@ -121,6 +122,15 @@ def test_installed_entry_point_runs_the_demo(tmp_path):
         timeout=300,
         check=False,
     )
+    assert done.returncode == 1
+    assert "demo.months = 2: Input should be greater than or equal to 3" in done.stderr
+    done = subprocess.run(
+        [Path(sys.executable).parent / "perfml", "-w", str(tmp_path / "ws"), "controller",
+         "history"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "labelled anomalies" in done.stdout
-    assert (tmp_path / ".perfml" / "store" / "_manifest.json").is_file()
+    assert "controller decisions" in done.stdout
