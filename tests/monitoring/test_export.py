@@ -83,7 +83,9 @@ def test_rules_yml_holds_the_enabled_rules_in_one_group(tmp_path):
 def test_prometheus_yml_scrapes_serving_and_jobs_and_alerts_the_alertmanager(tmp_path):
     export_prometheus(settings_from(tmp_path, NOTIFYING), tmp_path)
     config = read(tmp_path / "prometheus.yml")
-    assert config["global"] == {"scrape_interval": "15s", "evaluation_interval": "30s"}
+    assert config["global"] == {
+        "scrape_interval": "15s", "scrape_timeout": "10s", "evaluation_interval": "30s"
+    }  # fmt: skip
     assert config["rule_files"] == ["rules.yml"]
     assert config["alerting"] == {
         "alertmanagers": [{"static_configs": [{"targets": ["alerts.internal:9093"]}]}]
@@ -92,6 +94,28 @@ def test_prometheus_yml_scrapes_serving_and_jobs_and_alerts_the_alertmanager(tmp
         {"job_name": "perfml-serving", "static_configs": [{"targets": ["127.0.0.1:9000"]}]},
         {"job_name": "perfml-jobs", "static_configs": [{"targets": ["runner.internal:9200"]}]},
     ]
+
+
+def test_extra_targets_and_the_scrape_timeout_are_scraped_as_the_embedded_mode_does():
+    settings = Settings.model_validate(
+        {
+            "monitoring": {
+                "scrape_interval": "5s",
+                "targets": [
+                    {"job": "node", "url": "https://host-1:9100/node/metrics",
+                     "labels": {"team": "perf"}},
+                ],
+            }
+        }
+    )  # fmt: skip
+    config = prometheus_config(settings)
+    assert config["global"]["scrape_timeout"] == "5s"  # at most the interval
+    assert config["scrape_configs"][2] == {
+        "job_name": "node",
+        "scheme": "https",
+        "metrics_path": "/node/metrics",
+        "static_configs": [{"targets": ["host-1:9100"], "labels": {"team": "perf"}}],
+    }
 
 
 def test_by_default_the_jobs_are_scraped_where_serve_metrics_listens():

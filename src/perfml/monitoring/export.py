@@ -27,11 +27,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from perfml.atomic import atomic_output
-from perfml.config import Settings
+from perfml.config import Settings, TargetSettings
 from perfml.monitoring.alertmanager import alertmanager_config
 from perfml.monitoring.rules import (
     JOBS_JOB,
@@ -42,6 +43,7 @@ from perfml.monitoring.rules import (
     rules_from_settings,
 )
 from perfml.monitoring.templates import expand
+from perfml.timeparse import format_duration, parse_duration
 
 GROUP = "perfml"
 RULES_FILE = "rules.yml"
@@ -89,9 +91,13 @@ def prometheus_config(
     """The content of ``prometheus.yml`` for ``settings`` (see the module's doc)."""
     monitoring = settings.monitoring
     jobs = monitoring.jobs_metrics or f"127.0.0.1:{JOBS_METRICS_PORT}"
+    timeout = min(
+        parse_duration(monitoring.scrape_timeout), parse_duration(monitoring.scrape_interval)
+    )
     return {
         "global": {
             "scrape_interval": monitoring.scrape_interval,
+            "scrape_timeout": format_duration(timeout),
             "evaluation_interval": monitoring.evaluation_interval,
         },
         "rule_files": list(rule_files),
@@ -106,8 +112,23 @@ def prometheus_config(
                 ],
             },
             {"job_name": JOBS_JOB, "static_configs": [{"targets": [jobs]}]},
+            *(_extra_scrape(target) for target in monitoring.targets),
         ],
     }
+
+
+def _extra_scrape(target: TargetSettings) -> dict[str, Any]:
+    """A ``monitoring.targets`` entry as Prometheus scrapes it (the embedded mode does the same)."""
+    url = urlsplit(target.url)
+    config: dict[str, Any] = {
+        "job_name": target.job,
+        "scheme": url.scheme,
+        "metrics_path": url.path or "/metrics",
+        "static_configs": [{"targets": [url.netloc]}],
+    }
+    if target.labels:
+        config["static_configs"][0]["labels"] = dict(sorted(target.labels.items()))
+    return config
 
 
 def rule_unit_tests(
