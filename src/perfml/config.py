@@ -170,6 +170,7 @@ class ControllerSettings(_Strict):
     training_window: str = "60d"
     holdout: float = Field(0.25, gt=0, lt=1)
     alias: str = "production"
+    quality: bool = Field(True, description="also judge production on labelled feedback")
 
     _check_durations = field_validator("schedule", "cooldown", "retrain_period", "training_window")(
         _duration
@@ -526,6 +527,9 @@ controller:
   training_window: 60d
   holdout: 0.25
   alias: production
+  # After each check, judge production on the labelled feedback of each window (precision,
+  # recall, F1: perfml_model_quality, for the ModelQualityDegraded rule).
+  quality: true
 
 # The fleet `perfml demo` generates and ingests.
 demo:

@@ -122,7 +122,8 @@ def demo_settings(settings: Settings, port: int | None = None) -> Settings:
             "poll_interval": "1s",
         }
     )
-    controller = settings.controller.model_copy(update={"models": (DEMO_MODEL,)})
+    # quality needs feedback, which the demo does not send: skip its scoring
+    controller = settings.controller.model_copy(update={"models": (DEMO_MODEL,), "quality": False})
     return settings.model_copy(
         update={
             "workspace": settings.workspace / "demo",

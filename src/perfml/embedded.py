@@ -32,7 +32,7 @@ from perfml.controller.decisions import DecisionLog
 from perfml.controller.loop import Controller, Policy, Trainer, pipeline_trainer
 from perfml.controller.metrics import ControllerCollector
 from perfml.controller.setup import controlled_models
-from perfml.drift.metrics import FEATURE_DRIFT, DriftCollector
+from perfml.drift.metrics import DriftCollector
 from perfml.featurestore import FeatureStore
 from perfml.monitoring.alerts import Alert
 from perfml.monitoring.service import MonitoringService
@@ -186,20 +186,20 @@ class EmbeddedSystem:
 
 
 class LatestDrift(Collector):
-    """``perfml_feature_drift`` from the controller's latest drift report of each model."""
+    """``perfml_feature_drift`` and ``perfml_model_quality`` from the controller's latest
+    drift and quality reports of each model."""
 
     def __init__(self, controller: Controller) -> None:
         self._controller = controller
 
     def collect(self) -> Iterator[Metric]:
-        merged: Metric | None = None
-        for report in list(self._controller.reports.values()):
-            for family in DriftCollector(drift=report).collect():
-                if family.name != FEATURE_DRIFT:
-                    continue
-                if merged is None:
-                    merged = family
+        merged: dict[str, Metric] = {}
+        reports = list(self._controller.reports.items())
+        quality = dict(self._controller.quality)
+        for model, report in reports:
+            for family in DriftCollector(drift=report, quality=quality.get(model)).collect():
+                if family.name in merged:
+                    merged[family.name].samples.extend(family.samples)
                 else:
-                    merged.samples.extend(family.samples)
-        if merged is not None:
-            yield merged
+                    merged[family.name] = family
+        yield from merged.values()

@@ -26,7 +26,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ingest_corpus(FeatureStore(folder / "store"), folder / "fleet")
     (folder / "perfml.yaml").write_text(
         f"workspace: {folder}\n"
-        "controller:\n  models: [latency]\n  holdout: 0.5\n  threshold: 0.05\n"
+        "controller:\n  models: [latency]\n  holdout: 0.5\n  threshold: 0.05\n  quality: false\n"
     )
     code = main(
         ["-c", str(folder / "perfml.yaml"), "train", "--data", "request_latency_ms",

@@ -10,7 +10,7 @@ pipeline on the local runner once.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -116,8 +116,9 @@ class InProcessTrainer:
         rows = self.store.read(METRIC, "host-0000", start, split)
         detector = create(kind, **params).fit(rows.select(["ts", "value"]))
         return register_detector(
-            self.registry, MODEL, detector, features=[METRIC], data_start=start, data_end=split
-        )
+            self.registry, MODEL, detector, features=[METRIC], data_start=start,
+            data_end=split, metrics={"threshold": 0.3},  # what the pipeline's evaluate records
+        )  # fmt: skip
 
     def __call__(
         self, production: ModelVersion, start: datetime, end: datetime, policy: Policy
@@ -145,7 +146,7 @@ def controller(workspace: Settings) -> Iterator[tuple[Controller, InProcessTrain
     store = FeatureStore(workspace.store_path)
     decisions = DecisionLog(workspace.registry_url)
     trainer = InProcessTrainer(registry, store, workspace)
-    policy = Policy.from_settings(workspace)
+    policy = replace(Policy.from_settings(workspace), quality=False)  # see test_quality_...
     yield Controller(registry, store, decisions, trainer, [MODEL], policy), trainer
     decisions.close()
     registry.close()
@@ -246,13 +247,15 @@ def test_cooldown_and_budget_hold_back_retrains(workspace: Settings) -> None:
     trainer = InProcessTrainer(registry, store, workspace)
     trainer.kind = Silent.name
     try:
-        weekly = Policy(every="7d", cooldown=Policy().cooldown * 2, max_retrains=1)
+        weekly = Policy(every="7d", cooldown=Policy().cooldown * 2, max_retrains=1, quality=False)
         loop = Controller(registry, store, decisions, trainer, [MODEL], weekly)
         first = loop.check(MODEL, datetime(2024, 3, 22, tzinfo=UTC))
         assert first.action is Action.KEPT
         second = loop.check(MODEL, datetime(2024, 3, 29, tzinfo=UTC))
         assert second.action is Action.COOLDOWN, second.reasons
-        loop.policy = Policy(every="7d", cooldown=Policy().cooldown * 0, max_retrains=1)
+        loop.policy = Policy(
+            every="7d", cooldown=Policy().cooldown * 0, max_retrains=1, quality=False
+        )
         third = loop.check(MODEL, datetime(2024, 4, 1, tzinfo=UTC))
         assert third.action is Action.BUDGET_EXHAUSTED, third.reasons
         assert len(trainer.calls) == 1
@@ -293,7 +296,7 @@ def test_the_training_pipeline_retrains_on_drift(workspace: Settings) -> None:
         before = registry.get(f"{MODEL}@production").ref
         loop = Controller(
             registry, store, decisions, pipeline_trainer(workspace), [MODEL],
-            Policy.from_settings(workspace),
+            replace(Policy.from_settings(workspace), quality=False),
         )  # fmt: skip
         (decision,) = loop.run_once(MARCH_END)
         assert decision.action in (Action.PROMOTED, Action.KEPT), decision.reasons
@@ -305,3 +308,28 @@ def test_the_training_pipeline_retrains_on_drift(workspace: Settings) -> None:
     finally:
         decisions.close()
         registry.close()
+
+
+def test_quality_is_judged_on_the_labels_after_each_check(
+    controller: tuple[Controller, InProcessTrainer],
+) -> None:
+    """Production (with its threshold) is scored on the labelled windows of each month."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from perfml.embedded import LatestDrift
+
+    loop, _ = controller
+    production = loop.registry.get(f"{MODEL}@production")
+    loop.policy = replace(loop.policy, quality=True)
+    loop.run_once(FEBRUARY_END)
+    report = loop.quality[MODEL]
+    latest = report.latest()
+    assert latest is not None
+    assert latest.window == "2024-02"
+    assert 0.0 <= latest.figure("f1") <= 1.0
+    metrics = CollectorRegistry()
+    metrics.register(LatestDrift(loop))
+    text = generate_latest(metrics).decode()
+    quality = f'perfml_model_quality{{metric="f1",model="{MODEL}",version="{production.version}"}}'
+    assert quality in text
+    assert 'perfml_feature_drift{feature="request_latency_ms",method="kl"}' in text

@@ -36,3 +36,42 @@ def prometheus(
 
 
 app.command("grafana")(dashboard_cli.export_grafana_command)
+
+
+@app.command("k8s")
+def k8s(
+    ctx: typer.Context,
+    output: Path = typer.Option(..., "--output", "-o", help="folder to write the manifests into"),
+    values_file: Path | None = typer.Option(
+        None, "--values", help="YAML of deploy values (image, namespace, replicas...)"
+    ),
+) -> None:
+    """Write perfml's Kubernetes objects, one file each, and a kustomization.yaml."""
+    from perfml.deploy import DeployValues, export_k8s, load_values
+
+    values = load_values(values_file) if values_file is not None else DeployValues()
+    written = export_k8s(state(ctx).settings, output, values)
+    out.print(
+        f"wrote {len(written)} files to {output} (kubectl apply -k {output})", highlight=False
+    )
+
+
+@app.command("carvel")
+def carvel(
+    ctx: typer.Context,
+    output: Path = typer.Option(..., "--output", "-o", help="folder to write the bundles into"),
+    values_file: Path | None = typer.Option(
+        None, "--values", help="YAML of deploy values (the image the bundle names...)"
+    ),
+) -> None:
+    """Write the Carvel package (ytt templates, schema, Package, repository, examples)."""
+    from perfml.deploy import DeployValues, load_values
+    from perfml.deploy.carvel import export_carvel
+
+    values = load_values(values_file) if values_file is not None else DeployValues()
+    written = export_carvel(state(ctx).settings, output, values)
+    out.print(
+        f"wrote {len(written)} files to {output} (imgpkg push -b REGISTRY/perfml-package:TAG "
+        f"-f {output}/package)",
+        highlight=False,
+    )

@@ -34,7 +34,14 @@ from typing import Any, Protocol
 
 from perfml.config import Settings
 from perfml.controller.decisions import Action, Decision, DecisionLog
-from perfml.drift import DriftReport, drift_report, training_window, window_of
+from perfml.drift import (
+    DriftReport,
+    QualityReport,
+    drift_report,
+    quality_report,
+    training_window,
+    window_of,
+)
 from perfml.drift.windows import Window, calendar_windows
 from perfml.errors import PerfmlError
 from perfml.featurestore import FeatureStore
@@ -59,6 +66,7 @@ class Policy:
     training_window: timedelta = timedelta(days=60)
     holdout: float = 0.25
     alias: str = "production"
+    quality: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -74,6 +82,7 @@ class Policy:
             training_window=parse_duration(found.training_window),
             holdout=found.holdout,
             alias=found.alias,
+            quality=found.quality,
         )
 
 
@@ -148,6 +157,8 @@ class Controller:
         self.clock = clock
         self.reports: dict[str, DriftReport] = {}
         """The latest drift report of each model (``perfml_feature_drift`` shows them)."""
+        self.quality: dict[str, QualityReport] = {}
+        """The latest quality report of each model (``perfml_model_quality`` shows them)."""
 
     def run_once(self, at: datetime | None = None) -> list[Decision]:
         """Check every model on the latest window complete at ``at`` (default: now)."""
@@ -184,7 +195,20 @@ class Controller:
                 production=_production_ref(self.registry, name, self.policy.alias),
             )  # fmt: skip
         recorded = self.decisions.record(decision)
+        if self.policy.quality:
+            self._judge_quality(name, window)
         return recorded or self.decisions.find(name, window.label) or decision
+
+    def _judge_quality(self, name: str, window: Window) -> None:
+        """Production's precision, recall and F1 on the labelled feedback (best effort: a model
+        without a threshold or labels has no quality to report, which is not a failure)."""
+        try:
+            self.quality[name] = quality_report(
+                self.store, self.registry, name, alias=self.policy.alias,
+                every=self.policy.every, end=window.end_time,
+            )  # fmt: skip
+        except PerfmlError as exc:
+            log.info("no quality report for %s in %s: %s", name, window.label, exc)
 
     def _decide(self, name: str, window: Window, at: datetime) -> Decision:
         policy = self.policy

@@ -14,7 +14,8 @@ and the custom resource that runs it:
 Where the model folder goes: with ``storage_uri``, upload ``models/NAME/`` there and the engine's
 storage initializer puts it in ``/mnt/models``; without one (Seldon or a KServe custom image),
 bake it into the image (``mlserver build models/ -t IMAGE``). Building the custom resources is
-plain data (:func:`seldon_deployment`, :func:`inference_service`, :func:`model_settings`);
+plain data (:func:`seldon_deployment`, :func:`inference_service`, :func:`model_settings`, and
+for any container :func:`seldon_resource` and :func:`kserve_resource`);
 :func:`export_model` only resolves and writes.
 """
 
@@ -132,6 +133,41 @@ def _container(
     }
 
 
+def seldon_resource(
+    metadata: dict[str, Any],
+    graph_name: str,
+    pod_spec: dict[str, Any],
+    *,
+    replicas: int = 1,
+    storage_uri: str | None = None,
+    pod_metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A protocol-v2 ``SeldonDeployment`` of one MODEL node ``graph_name``, run by the
+    container of that name in ``pod_spec`` (``pod_metadata``: labels of its pods)."""
+    graph: dict[str, Any] = {"name": graph_name, "type": "MODEL", "children": []}
+    if storage_uri:
+        graph["modelUri"] = storage_uri
+    component: dict[str, Any] = {"spec": pod_spec}
+    if pod_metadata:
+        component = {"metadata": pod_metadata, **component}
+    return {
+        "apiVersion": "machinelearning.seldon.io/v1",
+        "kind": "SeldonDeployment",
+        "metadata": metadata,
+        "spec": {
+            "protocol": "v2",
+            "predictors": [
+                {
+                    "name": "default",
+                    "replicas": replicas,
+                    "graph": graph,
+                    "componentSpecs": [component],
+                }
+            ],
+        },
+    }
+
+
 def seldon_deployment(
     version: ModelVersion,
     *,
@@ -141,27 +177,12 @@ def seldon_deployment(
 ) -> dict[str, Any]:
     """A ``SeldonDeployment`` running the perfml MLServer image as a protocol-v2 custom server."""
     name = resource_name(version.model)
-    graph: dict[str, Any] = {"name": name, "type": "MODEL", "children": []}
-    if storage_uri:
-        graph["modelUri"] = storage_uri
-    return {
-        "apiVersion": "machinelearning.seldon.io/v1",
-        "kind": "SeldonDeployment",
-        "metadata": _metadata(version, namespace),
-        "spec": {
-            "protocol": "v2",
-            "predictors": [
-                {
-                    "name": "default",
-                    "replicas": 1,
-                    "graph": graph,
-                    "componentSpecs": [
-                        {"spec": {"containers": [_container(name, image, storage_uri, {})]}}
-                    ],
-                }
-            ],
-        },
-    }
+    return seldon_resource(
+        _metadata(version, namespace),
+        name,
+        {"containers": [_container(name, image, storage_uri, {})]},
+        storage_uri=storage_uri,
+    )
 
 
 def inference_service(
@@ -190,10 +211,15 @@ def inference_service(
     else:
         env = {"PROTOCOL": "v2", **({"STORAGE_URI": storage_uri} if storage_uri else {})}
         predictor = {"containers": [_container("kserve-container", image, storage_uri, env)]}
+    return kserve_resource(_metadata(version, namespace), predictor)
+
+
+def kserve_resource(metadata: dict[str, Any], predictor: dict[str, Any]) -> dict[str, Any]:
+    """An ``InferenceService`` of ``predictor`` (a runtime's ``model``, or a pod spec)."""
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
-        "metadata": _metadata(version, namespace),
+        "metadata": metadata,
         "spec": {"predictor": predictor},
     }
 
