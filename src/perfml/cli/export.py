@@ -49,8 +49,10 @@ def k8s(
     """Write perfml's Kubernetes objects, one file each, and a kustomization.yaml."""
     from perfml.deploy import DeployValues, export_k8s, load_values
 
-    values = load_values(values_file) if values_file is not None else DeployValues()
-    written = export_k8s(state(ctx).settings, output, values)
+    settings = state(ctx).settings
+    base = DeployValues.for_settings(settings)
+    values = load_values(values_file, base) if values_file is not None else base
+    written = export_k8s(settings, output, values)
     out.print(
         f"wrote {len(written)} files to {output} (kubectl apply -k {output})", highlight=False
     )
@@ -68,8 +70,10 @@ def carvel(
     from perfml.deploy import DeployValues, load_values
     from perfml.deploy.carvel import export_carvel
 
-    values = load_values(values_file) if values_file is not None else DeployValues()
-    written = export_carvel(state(ctx).settings, output, values)
+    settings = state(ctx).settings
+    base = DeployValues.for_settings(settings)
+    values = load_values(values_file, base) if values_file is not None else base
+    written = export_carvel(settings, output, values)
     out.print(
         f"wrote {len(written)} files to {output} (imgpkg push -b REGISTRY/perfml-package:TAG "
         f"-f {output}/package)",

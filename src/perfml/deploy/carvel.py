@@ -60,8 +60,9 @@ def _nullable_example(knob: Knob) -> Any:
     return "" if isinstance(knob.probe, str) else 0.0
 
 
-def schema_fields() -> list[SchemaField]:
-    """The knobs of the data-values schema, as :func:`.templating.knobs` finds them."""
+def schema_fields(base: DeployValues | None = None) -> list[SchemaField]:
+    """The knobs of the data-values schema, as :func:`.templating.knobs` finds them, with
+    ``base``'s values (default: the defaults) as their defaults."""
     return [
         SchemaField(
             knob.path,
@@ -70,16 +71,16 @@ def schema_fields() -> list[SchemaField]:
             _nullable_example(knob),
             knob.choices,
         )
-        for knob in knobs()
+        for knob in knobs(base=base)
     ]
 
 
-def openapi_schema() -> dict[str, Any]:
+def openapi_schema(base: DeployValues | None = None) -> dict[str, Any]:
     """``valuesSchema.openAPIv3`` of the Package: :class:`DeployValues`' JSON schema in the
     OpenAPI v3 dialect kapp-controller shows (references inlined, ``nullable``, defaults)."""
     source = DeployValues.model_json_schema()
     definitions = source.get("$defs", {})
-    defaults = DeployValues().model_dump(mode="json")
+    defaults = (base or DeployValues()).model_dump(mode="json")
 
     def convert(node: dict[str, Any], default: Any) -> dict[str, Any]:
         if "$ref" in node:
@@ -264,21 +265,24 @@ def export_carvel(
     render: Callable[[Settings, DeployValues], list[dict[str, Any]]] | None = None,
 ) -> list[Path]:
     """Write the Carvel package of ``settings`` into ``out_dir`` (see the module) and return
-    the files written. ``values`` sets the image the bundle's ImagesLock names; every knob stays
-    a data value of the package. ``render`` defaults to :func:`perfml.deploy.k8s.render`."""
+    the files written. ``values`` (default: :meth:`DeployValues.for_settings`) are the data
+    values' defaults and name the image the bundle's ImagesLock holds; every knob stays a data
+    value of the package. ``render`` defaults to :func:`perfml.deploy.k8s.render`."""
     if render is None:
         from perfml.deploy.k8s import render as render_k8s
 
-        render = render_k8s
-    chosen = values or DeployValues()
+        def render(settings: Settings, values: DeployValues) -> list[dict[str, Any]]:
+            return render_k8s(settings, values, versioned_config=True)
+
+    chosen = values or DeployValues.for_settings(settings)
     renderer = render
-    documents = templates(lambda deploy_values: renderer(settings, deploy_values))
+    documents = templates(lambda deploy_values: renderer(settings, deploy_values), chosen)
     out = Path(out_dir)
     written: list[Path] = []
     config = out / "package" / "config"
     for index, (name, docs) in enumerate(documents.items(), start=1):
         _write(config / f"{index:02d}-{name}", template_text(docs, _HEADER), written)
-    _write(config / "schema.yaml", schema_text(schema_fields(), _HEADER), written)
+    _write(config / "schema.yaml", schema_text(schema_fields(chosen), _HEADER), written)
     _write(config / HELPERS_FILE, HELPERS_STAR, written)
     _write(
         out / "package" / ".imgpkg" / "images.yml",
@@ -288,7 +292,7 @@ def export_carvel(
     bundle = f"{bundle_repository}/perfml-package:{version}"
     repo_bundle = f"{bundle_repository}/perfml-repo:{version}"
     packages = out / "repo" / "packages" / PACKAGE_NAME
-    package = package_object(version, bundle, openapi_schema())
+    package = package_object(version, bundle, openapi_schema(chosen))
     _write(packages / f"{version}.yml", dump_yaml(package, _HEADER), written)
     _write(packages / "metadata.yml", dump_yaml(package_metadata(), _HEADER), written)
     _write(

@@ -103,13 +103,13 @@ def kubeflow_spec(image: str) -> str:
         return path.read_text(encoding="utf-8")
 
 
-def _config_map(name: str, namespace: str, component: str, data: dict[str, str]) -> Json:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": workloads.metadata(name, namespace, component),
-        "data": data,
-    }
+def _config_map(
+    name: str, namespace: str, component: str, data: dict[str, str], versioned: bool = False
+) -> Json:
+    metadata = workloads.metadata(name, namespace, component)
+    if versioned:
+        metadata["annotations"] = {"kapp.k14s.io/versioned": ""}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
 
 
 def _namespace(values: DeployValues) -> Json:
@@ -153,26 +153,41 @@ def _access(values: DeployValues) -> list[Json]:
 
 
 def render(
-    settings: Settings, values: DeployValues | None = None, kinds: KindRegistry | None = None
+    settings: Settings,
+    values: DeployValues | None = None,
+    kinds: KindRegistry | None = None,
+    *,
+    versioned_config: bool = False,
 ) -> list[Json]:
     """Every Kubernetes object of perfml for ``settings`` and ``values`` (see the module).
+
+    The pods roll when ``perfml.yaml`` changes: by default through a digest of it in their
+    annotations; with ``versioned_config`` (the Carvel package, deployed by kapp) through kapp's
+    versioned ConfigMap instead, whose new version kapp points the pods at — so the objects hold
+    no figure computed from the config, and a template can fill every value in.
 
     Raises :class:`~perfml.deploy.security.InlineSecretError` for a credential written in
     ``settings``, and the rules' errors for a bad rule, before anything is built.
     """
-    values = values or DeployValues()
+    values = values or DeployValues.for_settings(settings)
     security.refuse_inline_secrets(settings)
     chosen = cluster_settings(settings, values)
     rules = rules_from_settings(chosen, kinds)
     config_text = settings_yaml(chosen)
-    digest = hashlib.sha256(config_text.encode()).hexdigest()
+    digest = None if versioned_config else hashlib.sha256(config_text.encode()).hexdigest()
     ns = values.namespace
     serving_selector = workloads.selector("serving")
     dashboard_selector = workloads.selector("dashboard")
     return [
         _namespace(values),
         *_access(values),
-        _config_map(workloads.CONFIG_MAP, ns, "config", {workloads.CONFIG_FILE: config_text}),
+        _config_map(
+            workloads.CONFIG_MAP,
+            ns,
+            "config",
+            {workloads.CONFIG_FILE: config_text},
+            versioned=versioned_config,
+        ),
         _config_map(
             PIPELINE_CONFIG_MAP, ns, "pipeline", {PIPELINE_FILE: kubeflow_spec(values.image)}
         ),

@@ -92,19 +92,17 @@ def _choices(annotation: Any) -> tuple[str, ...]:
     return ()
 
 
-FIXED: frozenset[tuple[str, ...]] = frozenset(
-    {("thresholds", "drift"), ("thresholds", "latency_p99"), ("thresholds", "error_rate")}
-)
-"""Knobs the templates keep at their default: setting a threshold adds alert-rule entries to
-the ``perfml.yaml`` held in the ``perfml-config`` ConfigMap, a change of structure inside a
-string that a value reference cannot express."""
+FIXED: frozenset[tuple[str, ...]] = frozenset()
+"""Knobs the templates keep at their default (none: every knob is a data value)."""
 
 
 def knobs(
-    model: type[BaseModel] = DeployValues, fixed: frozenset[tuple[str, ...]] = FIXED
+    model: type[BaseModel] = DeployValues,
+    fixed: frozenset[tuple[str, ...]] = FIXED,
+    base: BaseModel | None = None,
 ) -> list[Knob]:
-    """Every leaf knob of ``model`` with a probe value unlike anything else rendered, except
-    the ``fixed`` ones."""
+    """Every leaf knob of ``model`` with its default (``base``'s value, else the model's) and
+    a probe value unlike anything else rendered, except the ``fixed`` ones."""
     found: list[Knob] = []
     counter = itertools.count(201)
 
@@ -128,7 +126,7 @@ def knobs(
                 )
             )
 
-    walk(model, model(), ())
+    walk(model, base if base is not None else model(), ())
     return found
 
 
@@ -252,6 +250,8 @@ class _Differ:
             return str(knob.default)
         if expr.startswith("number("):
             return number(knob.default)
+        if expr.startswith("seconds("):
+            return seconds(knob.default)
         return str(knob.default)
 
     def lone(self, probe: Any) -> Any:
@@ -325,11 +325,14 @@ def _name(obj: Mapping[str, Any]) -> str:
     return f"{obj.get('kind', 'object')}/{obj.get('metadata', {}).get('name', '?')}"
 
 
-def templates(render: Render) -> dict[str, list[tuple[str | None, dict[str, Any]]]]:
+def templates(
+    render: Render, defaults_from: DeployValues | None = None
+) -> dict[str, list[tuple[str | None, dict[str, Any]]]]:
     """The ytt documents of every object ``render`` gives, grouped by file name
     (``<kind>-<name>.yml``), each with its ``#@ if`` condition or ``None``; checked as the
-    module's doc says."""
-    all_knobs = knobs()
+    module's doc says. ``defaults_from`` gives the defaults (the schema's) the probes differ
+    from."""
+    all_knobs = knobs(base=defaults_from)
     choice_knobs = [knob for knob in all_knobs if knob.choices]
     scalar_knobs = [knob for knob in all_knobs if not knob.choices]
     differ = _Differ(scalar_knobs)

@@ -15,13 +15,15 @@ Traceback (most recent call last):
 pydantic_core._pydantic_core.ValidationError: 1 validation error for DeployValues
 ...
 
-A threshold left ``None`` keeps what ``perfml.yaml`` says; one that is set wins over it, in the
-controller's configuration and in the PrometheusRule alike (:func:`effective_settings`).
+The thresholds are the cluster's, in the controller's configuration and in the PrometheusRule
+alike (:func:`effective_settings`); ``perfml export`` starts from ``perfml.yaml``'s
+(:meth:`DeployValues.for_settings`), so a values file only says what differs.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from perfml import __version__
 from perfml.config import AlertRuleSettings, Settings
 from perfml.errors import UsageError
-from perfml.timeparse import parse_duration
+from perfml.timeparse import format_duration, parse_duration
 
 ServingEngine = Literal["seldon", "kserve", "deployment"]
 SERVING_ENGINES: tuple[ServingEngine, ...] = ("seldon", "kserve", "deployment")
@@ -91,28 +93,25 @@ class Resources(_Values):
 
 
 class Thresholds(_Values):
-    """Thresholds an operator tunes at deploy time; ``None`` keeps ``perfml.yaml``'s."""
+    """Thresholds an operator tunes at deploy time (see :meth:`DeployValues.for_settings`)."""
 
-    drift: float | None = Field(
-        None, gt=0, description="controller.threshold and the FeatureDriftHigh alert"
+    drift: float = Field(
+        0.1, gt=0, description="controller.threshold and the FeatureDriftHigh alert"
     )
-    latency_p99: str | None = Field(
-        None, description="the InferenceLatencyHigh alert's threshold, e.g. 500ms"
+    latency_p99: str = Field(
+        "500ms", description="the InferenceLatencyHigh alert's threshold, e.g. 500ms"
     )
-    error_rate: float | None = Field(
-        None, gt=0, lt=1, description="the InferenceErrorRateHigh alert's threshold"
+    error_rate: float = Field(
+        0.05, gt=0, lt=1, description="the InferenceErrorRateHigh alert's threshold"
     )
 
     @field_validator("latency_p99")
     @classmethod
-    def _check_latency(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parse_duration(value)
-            except UsageError:
-                raise ValueError(
-                    "not a duration: write it as Prometheus does, e.g. 500ms"
-                ) from None
+    def _check_latency(cls, value: str) -> str:
+        try:
+            parse_duration(value)
+        except UsageError:
+            raise ValueError("not a duration: write it as Prometheus does, e.g. 500ms") from None
         return value
 
 
@@ -140,6 +139,22 @@ class DeployValues(_Values):
     thresholds: Thresholds = Thresholds()
     schedule: str = Field("0 * * * *", description="the controller CronJob's schedule")
 
+    @classmethod
+    def for_settings(cls, settings: Settings) -> DeployValues:
+        """The default values with the thresholds ``settings`` give: ``controller.threshold``
+        and the effective ``InferenceLatencyHigh`` and ``InferenceErrorRateHigh`` rules."""
+        from perfml.monitoring.rules import rules_from_settings
+
+        found = {rule.name: rule for rule in rules_from_settings(settings, include_disabled=True)}
+        latency = found["InferenceLatencyHigh"].params.threshold  # type: ignore[attr-defined]
+        errors = found["InferenceErrorRateHigh"].params.threshold  # type: ignore[attr-defined]
+        thresholds = Thresholds(
+            drift=settings.controller.threshold,
+            latency_p99=format_duration(timedelta(seconds=float(latency))),
+            error_rate=float(errors),
+        )
+        return cls(thresholds=thresholds)
+
     @field_validator("schedule")
     @classmethod
     def _check_schedule(cls, value: str) -> str:
@@ -154,8 +169,9 @@ def _fits(field: str) -> bool:
     return re.fullmatch(_CRON_FIELD, field) is not None
 
 
-def load_values(path: Path) -> DeployValues:
-    """The values of a YAML file (any subset of the knobs), or :class:`ValuesError`."""
+def load_values(path: Path, base: DeployValues | None = None) -> DeployValues:
+    """The values of a YAML file (any subset of the knobs, over ``base``: by default the
+    defaults), or :class:`ValuesError`."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -167,7 +183,7 @@ def load_values(path: Path) -> DeployValues:
     if not isinstance(data, dict):
         raise ValuesError(path, f"must be a mapping of values, not {type(data).__name__}")
     try:
-        return DeployValues.model_validate(data)
+        return DeployValues.model_validate(_merged((base or DeployValues()).model_dump(), data))
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -196,26 +212,34 @@ def _with_params(
     return tuple(changed)
 
 
+def _merged(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def effective_settings(settings: Settings, values: DeployValues) -> Settings:
     """``settings`` with the thresholds of ``values`` applied: ``drift`` to
     ``controller.threshold`` and the ``FeatureDriftHigh`` rule, ``latency_p99`` to
-    ``InferenceLatencyHigh`` and ``error_rate`` to ``InferenceErrorRateHigh``.
+    ``InferenceLatencyHigh`` and ``error_rate`` to ``InferenceErrorRateHigh`` — always, so
+    that the objects have the same shape whatever the numbers (the Carvel templates rely on it).
 
     >>> chosen = effective_settings(Settings(), DeployValues(thresholds=Thresholds(drift=0.3)))
     >>> chosen.controller.threshold, chosen.monitoring.rules[0].params
     (0.3, {'threshold': 0.3})
     """
     thresholds = values.thresholds
-    rules = settings.monitoring.rules
-    controller = settings.controller
-    if thresholds.drift is not None:
-        controller = controller.model_copy(update={"threshold": thresholds.drift})
-        rules = _with_params(rules, "FeatureDriftHigh", {"threshold": thresholds.drift})
-    if thresholds.latency_p99 is not None:
-        rules = _with_params(
-            rules, "InferenceLatencyHigh", {"threshold": thresholds.latency_p99, "quantile": 0.99}
-        )
-    if thresholds.error_rate is not None:
-        rules = _with_params(rules, "InferenceErrorRateHigh", {"threshold": thresholds.error_rate})
+    controller = settings.controller.model_copy(update={"threshold": thresholds.drift})
+    rules = _with_params(
+        settings.monitoring.rules, "FeatureDriftHigh", {"threshold": thresholds.drift}
+    )
+    rules = _with_params(
+        rules, "InferenceLatencyHigh", {"threshold": thresholds.latency_p99, "quantile": 0.99}
+    )
+    rules = _with_params(rules, "InferenceErrorRateHigh", {"threshold": thresholds.error_rate})
     monitoring = settings.monitoring.model_copy(update={"rules": rules})
     return settings.model_copy(update={"controller": controller, "monitoring": monitoring})

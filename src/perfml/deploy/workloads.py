@@ -150,12 +150,15 @@ def pod_spec(containers: list[Json], account: str, restart: str | None = None) -
     return spec
 
 
-def _template(component: str, config_digest: str, spec: Json) -> Json:
+def config_annotations(digest: str | None) -> dict[str, Json]:
+    """The pod annotation that rolls the pods when ``perfml.yaml`` changes; none when kapp
+    versions the ConfigMap instead (``digest`` None: see :func:`perfml.deploy.k8s.render`)."""
+    return {} if digest is None else {"annotations": {"perfml.io/config-sha256": digest}}
+
+
+def _template(component: str, config_digest: str | None, spec: Json) -> Json:
     return {
-        "metadata": {
-            "labels": labels(component),
-            "annotations": {"perfml.io/config-sha256": config_digest},
-        },
+        "metadata": {"labels": labels(component), **config_annotations(config_digest)},
         "spec": spec,
     }
 
@@ -199,7 +202,7 @@ def service(name: str, namespace: str, component: str, ports: list[tuple[str, in
     }
 
 
-def controller_objects(settings: Settings, values: DeployValues, digest: str) -> list[Json]:
+def controller_objects(settings: Settings, values: DeployValues, digest: str | None) -> list[Json]:
     """The controller's Deployment and CronJob; the values' ``scheduler`` picks the live one."""
     ns = values.namespace
     chosen = values.resources.controller
@@ -237,7 +240,7 @@ def controller_objects(settings: Settings, values: DeployValues, digest: str) ->
     ]
 
 
-def dashboard_objects(settings: Settings, values: DeployValues, digest: str) -> list[Json]:
+def dashboard_objects(settings: Settings, values: DeployValues, digest: str | None) -> list[Json]:
     """The dashboard (and the job metrics beside it), and their Service."""
     ns = values.namespace
     page = container(
@@ -277,13 +280,10 @@ def _serving_container(settings: Settings, values: DeployValues, name: str) -> J
     return found
 
 
-def serving_objects(settings: Settings, values: DeployValues, digest: str) -> list[Json]:
+def serving_objects(settings: Settings, values: DeployValues, digest: str | None) -> list[Json]:
     """The inference service of the values' ``serving_engine``."""
     ns = values.namespace
-    pod_metadata = {
-        "labels": labels("serving"),
-        "annotations": {"perfml.io/config-sha256": digest},
-    }
+    pod_metadata = {"labels": labels("serving"), **config_annotations(digest)}
     if values.serving_engine == "seldon":
         spec = pod_spec([_serving_container(settings, values, "perfml")], SERVICE_ACCOUNT)
         return [
