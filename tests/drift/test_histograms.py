@@ -161,3 +161,21 @@ def test_an_empty_selection_gives_no_histogram(store) -> None:
     assert (
         window_histograms(FeatureStore(Path("/nonexistent-perfml-store")), edges, [nothing]) == {}
     )
+
+
+def test_overlapping_windows_give_each_point_to_the_earlier_one() -> None:
+    from perfml.drift.scan import _segments
+    from perfml.drift.windows import Window
+
+    windows = [
+        Window(0, 10, "a"),
+        Window(2, 5, "inside a"),
+        Window(5, 20, "b"),
+        Window(30, 40, "c"),
+    ]
+    segments = _segments(sorted(windows)).to_pylist()
+    assert segments == [
+        {"start": 0, "stop": 10, "number": 0},
+        {"start": 10, "stop": 20, "number": 2},
+        {"start": 30, "stop": 40, "number": 3},
+    ]

@@ -112,16 +112,16 @@ def partition_histograms(
         "edges": [list(found.values) for found in edges.values()],
     }
     ordered = sorted(windows)
-    which = " ".join(
-        f"WHEN t >= {w.start} AND t < {w.end} THEN {number}" for number, w in enumerate(ordered)
-    )
     where, params = _where(metrics, ordered, shard)
+    # Each point finds its window by a binary search over the windows' disjoint segments,
+    # written as nested CASEs: ~log2(windows) comparisons a point, not one per window.
+    which = _search(_segments(ordered).to_pylist())
     sql = f"""
         WITH p AS (
             SELECT metric, {_entity(per_entity)} AS entity, month, epoch_ms(ts) AS t, value
             FROM {{src}} WHERE {where}
         ), placed AS (
-            SELECT metric, entity, month, CASE {which} END AS window, value FROM p
+            SELECT metric, entity, month, {which} AS window, value FROM p
         )
         SELECT p.metric, p.entity, p.month, p.window,
             len(list_filter(e.edges, lambda edge: edge <= p.value)) AS bin,
@@ -147,6 +147,48 @@ def partition_histograms(
         cells[cell][0][int(bin_)] += int(count)
         cells[cell][1][int(bin_)] += float(total)
     return {cell: Histogram(edges[cell[0]], counts, sums) for cell, (counts, sums) in cells.items()}
+
+
+def _segments(ordered: Sequence[Window]) -> pa.Table:
+    """Disjoint ``[start, stop)`` spans, each with the number of the first window in
+    ``ordered`` that holds it: where windows overlap, a point goes to the earlier one."""
+    starts: list[int] = []
+    stops: list[int] = []
+    numbers: list[int] = []
+    covered = None
+    for number, window in enumerate(ordered):
+        start = window.start if covered is None else max(window.start, covered)
+        if start < window.end:
+            starts.append(start)
+            stops.append(window.end)
+            numbers.append(number)
+        covered = window.end if covered is None else max(covered, window.end)
+    return pa.table(
+        {
+            "start": pa.array(starts, pa.int64()),
+            "stop": pa.array(stops, pa.int64()),
+            "number": pa.array(numbers, pa.int64()),
+        }
+    )
+
+
+def _search(segments: Sequence[dict[str, int]]) -> str:
+    """A SQL expression of ``t``: the number of the segment holding it, else NULL.
+
+    >>> two = [{"start": 0, "stop": 10, "number": 0}, {"start": 10, "stop": 20, "number": 1}]
+    >>> for line in _search(two).split(" ELSE "):
+    ...     print(line)
+    CASE WHEN t < 10 THEN (CASE WHEN t >= 0 AND t < 10 THEN 0 END)
+    (CASE WHEN t >= 10 AND t < 20 THEN 1 END) END
+    """
+    if not segments:
+        return "NULL"
+    if len(segments) == 1:
+        one = segments[0]
+        return f"CASE WHEN t >= {one['start']} AND t < {one['stop']} THEN {one['number']} END"
+    middle = len(segments) // 2
+    left, right = _search(segments[:middle]), _search(segments[middle:])
+    return f"CASE WHEN t < {segments[middle]['start']} THEN ({left}) ELSE ({right}) END"
 
 
 def window_histograms(
