@@ -67,13 +67,18 @@ def test_up_serves_watches_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         env={**without_token, "COLUMNS": "200"},
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
         base = f"http://127.0.0.1:{serving_port}"
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/v2/health/ready").status_code == 200:
-                    break
-            except httpx.HTTPError:
+        page = f"http://127.0.0.1:{dashboard_port}"
+        deadline = time.monotonic() + 120
+        for url in (f"{base}/v2/health/ready", f"{page}/healthz"):  # the server starts first
+            while True:
+                assert process.poll() is None, process.communicate()[0]
+                assert time.monotonic() < deadline, f"{url} did not answer within 120 s"
+                try:
+                    if httpx.get(url).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
                 time.sleep(0.2)
         body = {"inputs": [
             {"name": "ts", "shape": [1], "datatype": "INT64", "data": [1_704_247_200_000]},
@@ -81,7 +86,7 @@ def test_up_serves_watches_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         ]}  # fmt: skip
         answer = httpx.post(f"{base}/v2/models/cpu/infer", json=body)
         assert answer.status_code == 200, answer.text
-        assert httpx.get(f"http://127.0.0.1:{dashboard_port}/healthz").status_code == 200
+        assert httpx.get(f"{page}/api/panels/inference").status_code == 200
         time.sleep(3)  # a few scrapes and evaluations
     finally:
         process.send_signal(signal.SIGINT)

@@ -8,12 +8,17 @@ configuration that routes the alerts (:mod:`perfml.monitoring.export`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from perfml.cli import dashboard as dashboard_cli
 from perfml.cli.state import out, state
+from perfml.config import Settings
 from perfml.monitoring.export import export_prometheus
+
+if TYPE_CHECKING:
+    from perfml.deploy import DeployValues
 
 app = typer.Typer(
     help="Export perfml's configuration for Prometheus, Alertmanager and other systems.",
@@ -47,11 +52,9 @@ def k8s(
     ),
 ) -> None:
     """Write perfml's Kubernetes objects, one file each, and a kustomization.yaml."""
-    from perfml.deploy import DeployValues, export_k8s, load_values
+    from perfml.deploy import export_k8s
 
-    settings = state(ctx).settings
-    base = DeployValues.for_settings(settings)
-    values = load_values(values_file, base) if values_file is not None else base
+    settings, values = _deploy_values(ctx, values_file)
     written = export_k8s(settings, output, values)
     out.print(
         f"wrote {len(written)} files to {output} (kubectl apply -k {output})", highlight=False
@@ -67,15 +70,21 @@ def carvel(
     ),
 ) -> None:
     """Write the Carvel package (ytt templates, schema, Package, repository, examples)."""
-    from perfml.deploy import DeployValues, load_values
     from perfml.deploy.carvel import export_carvel
 
-    settings = state(ctx).settings
-    base = DeployValues.for_settings(settings)
-    values = load_values(values_file, base) if values_file is not None else base
+    settings, values = _deploy_values(ctx, values_file)
     written = export_carvel(settings, output, values)
     out.print(
         f"wrote {len(written)} files to {output} (imgpkg push -b REGISTRY/perfml-package:TAG "
         f"-f {output}/package)",
         highlight=False,
     )
+
+
+def _deploy_values(ctx: typer.Context, values_file: Path | None) -> tuple[Settings, DeployValues]:
+    """The settings and the deploy values: perfml.yaml's, with the values file's over them."""
+    from perfml.deploy import DeployValues, load_values
+
+    settings = state(ctx).settings
+    base = DeployValues.for_settings(settings)
+    return settings, load_values(values_file, base) if values_file is not None else base
