@@ -9,6 +9,7 @@ pipeline on the local runner once.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -278,13 +279,38 @@ def test_the_actions_are_counted_for_prometheus(
 ) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
+    loop, trainer = controller
+    trainer.kind = Silent.name
+    loop.run_once(FEBRUARY_END)
+    (march,) = loop.run_once(MARCH_END)
+    registry = CollectorRegistry()
+    registry.register(ControllerCollector(loop.decisions, drift=True))
+    text = generate_latest(registry).decode()
+    assert 'perfml_controller_actions_total{action="no_drift"} 1.0' in text
+    assert 'perfml_controller_actions_total{action="kept"} 1.0' in text
+    assert 'perfml_controller_actions_total{action="promoted"} 0.0' in text
+    # the drift of the latest decision (March), as a CronJob's check leaves it for a scrape
+    assert [d.window for d in loop.decisions.latest()] == ["2024-03"]
+    drift = march.figures["drift"][METRIC]
+    assert f'perfml_feature_drift{{feature="{METRIC}",method="kl"}} {drift!r}' in text
+
+
+@pytest.mark.integration
+def test_promtool_finds_no_problem_in_the_controller_metrics(
+    controller: tuple[Controller, InProcessTrainer],
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from tests.integration.services import require_binary
+
     loop, _ = controller
     loop.run_once(FEBRUARY_END)
     registry = CollectorRegistry()
-    registry.register(ControllerCollector(loop.decisions))
-    text = generate_latest(registry).decode()
-    assert 'perfml_controller_actions_total{action="no_drift"} 1.0' in text
-    assert 'perfml_controller_actions_total{action="promoted"} 0.0' in text
+    registry.register(ControllerCollector(loop.decisions, drift=True))
+    checked = subprocess.run(
+        [require_binary("promtool"), "check", "metrics"],
+        input=generate_latest(registry), capture_output=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
 
 
 def test_the_training_pipeline_retrains_on_drift(workspace: Settings) -> None:

@@ -218,22 +218,35 @@ def serve_metrics_command(
     port: int = typer.Option(9102, "--port", min=0, max=65535, help="port to listen on"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
 ) -> None:
-    """Serve the jobs' metrics at /metrics, named as kube-state-metrics and cAdvisor name them.
+    """Serve the jobs' metrics at /metrics, named as kube-state-metrics and cAdvisor name them,
+    and the controller's (its decisions and the latest drift it measured).
 
-    Runs until interrupted; point Prometheus at it to alert on stuck, failing or slow jobs.
+    Runs until interrupted; point Prometheus at it to alert on stuck, failing or slow jobs, and
+    on drift.
     """
+    from prometheus_client import CollectorRegistry
+
+    from perfml.controller import ControllerCollector, DecisionLog
     from perfml.pipelines.local import runner_capacity
+    from perfml.pipelines.metrics import Window
     from perfml.pipelines.metrics_server import serve_metrics
     from perfml.pipelines.training import build_training_pipeline
+    from perfml.timeparse import parse_duration
 
     settings = state(ctx).settings
     history = open_history(ctx)
+    decisions = DecisionLog(settings.registry_url)
+    registry = CollectorRegistry()
+    registry.register(ControllerCollector(decisions, drift=True))
+    ttl = settings.monitoring.finished_jobs_ttl
     server = serve_metrics(
         history,
         runner_capacity(settings),
         port,
         host,
         pipelines=[build_training_pipeline()],
+        window=Window(max_age=None if ttl is None else parse_duration(ttl).total_seconds()),
+        registry=registry,
     )
     out.print(f"serving job metrics at {server.url}", highlight=False)
     try:
@@ -241,3 +254,4 @@ def serve_metrics_command(
             time.sleep(3600)
     finally:
         server.close()
+        decisions.close()

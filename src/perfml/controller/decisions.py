@@ -211,6 +211,24 @@ class DecisionLog:
         with self.engine.connect() as con:
             return [_decision(row) for row in con.execute(query).mappings().all()]
 
+    def latest(self) -> list[Decision]:
+        """Each model's latest decision (by the controller's clock)."""
+        newest = (
+            select(decisions.c.model, func.max(decisions.c.at_ms).label("at_ms"))
+            .group_by(decisions.c.model)
+            .subquery()
+        )
+        query = (
+            select(decisions)
+            .join(
+                newest,
+                (decisions.c.model == newest.c.model) & (decisions.c.at_ms == newest.c.at_ms),
+            )
+            .order_by(decisions.c.model)
+        )
+        with self.engine.connect() as con:
+            return [_decision(row) for row in con.execute(query).mappings().all()]
+
     def counts(self) -> dict[str, int]:
         """How many decisions ended in each action."""
         query = select(decisions.c.action, func.count()).group_by(decisions.c.action)
