@@ -142,7 +142,8 @@ def test_model_names_never_reach_the_filesystem(
         assert "error" in answer.json()
     answer = client.post(f"/v2/models/{name}/infer", json=infer_body([1.0]))
     assert answer.status_code in (400, 404)
-    assert touched == []
+    # the repository's own polling of the served model may run meanwhile: nothing else may
+    assert [call for call in touched if getattr(call[0], "model", None) != "cpu"] == []
 
 
 def test_unready_model_answers_503_and_the_server_is_not_ready(
