@@ -125,7 +125,7 @@ def demo_settings(settings: Settings, port: int | None = None) -> Settings:
     controller = settings.controller.model_copy(update={"models": (DEMO_MODEL,), "quality": False})
     return settings.model_copy(
         update={
-            "workspace": settings.workspace / "demo",
+            "workspace": (settings.workspace / "demo").absolute(),  # jobs run elsewhere
             "featurestore": settings.featurestore.model_copy(update={"path": None}),
             "registry": settings.registry.model_copy(update={"url": None, "artifacts": None}),
             "monitoring": monitoring,
@@ -263,6 +263,10 @@ def _one_month(
     volume = settings.workspace / "volumes" / "scores"
     volume.mkdir(parents=True, exist_ok=True)
     run = _score(settings, history, url, start, end, volume, os.environ)
+    if run.state is not JobState.SUCCEEDED:
+        message = run.jobs["score"].message.strip().splitlines()
+        say(f"{_label(start)}: the scoring job {run.run_id} {run.state.value}: "
+            f"{message[-1] if message else ''}")  # fmt: skip
     scored = _scored(run)
     served_by = [f"{DEMO_MODEL}:{v}" for v in scored.get("versions", [])]
     say(f"{_label(start)}: scored {scored.get('rows', 0):,} points through the server "

@@ -143,7 +143,11 @@ def _entity_slices(points: pa.Table) -> list[tuple[str, list[int], list[float]]]
 
 
 def build_scoring_pipeline(volume: str | Path, token_env: str) -> Pipeline:
-    """The pipeline, with its preconditions: the output ``volume`` and the token's variable."""
+    """The pipeline, with its preconditions: the output ``volume`` and the token's variable.
+
+    A relative ``volume`` is taken from the current folder (the job runs in a folder of its
+    own, so it is given the absolute path)."""
+    volume = Path(volume).absolute()
     needs = Preconditions(paths=(str(volume),), env=(token_env,))
     task = Task(
         "score",
