@@ -470,3 +470,17 @@ def test_reads_while_the_recorder_writes_see_consistent_series() -> None:
     reader.join(timeout=60)
     assert failures == []
     assert len(metrics.select(created, 0, 10**12)) == 3000
+
+
+def test_a_long_run_of_flushes_keeps_few_files_per_partition(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path / "store")
+    metrics = MetricsStore(store, flush_interval_s=60)
+    for flush in range(40):  # 40 flushes: 40 files a metric without compaction
+        for pod in range(3):
+            metrics.add("kube_pod_created", {"pod": f"p{pod}"}, 1_704_067_200_000 + flush, 1.0)
+        metrics.flush()
+    files = [f for f in store.manifest.files if f.metric == "kube_pod_created"]
+    assert len(files) <= 17
+    reread = MetricsStore(FeatureStore(tmp_path / "store"))  # nothing in memory: the store
+    stored = reread.select([Matcher("__name__", "=", "kube_pod_created")], 0, 10**13)
+    assert sorted(len(series.ts) for series in stored) == [40, 40, 40]

@@ -31,6 +31,12 @@ import pyarrow.compute as pc
 
 from perfml.featurestore import manifest as mf
 from perfml.featurestore import query, scan
+from perfml.featurestore.compaction import (
+    DEFAULT_MAX_FILES,
+    DEFAULT_SMALL_ROWS,
+    CompactionReport,
+    compact,
+)
 from perfml.featurestore.ingest import IngestReport, write_points
 from perfml.featurestore.manifest import LabelWindow, Manifest
 from perfml.featurestore.query import Selection
@@ -110,6 +116,22 @@ class FeatureStore:
             windows=windows,
             drop_nonfinite=drop_nonfinite,
         )
+
+    def compact(
+        self,
+        metrics: Sequence[str] | None = None,
+        *,
+        max_files: int = DEFAULT_MAX_FILES,
+        small_rows: int = DEFAULT_SMALL_ROWS,
+    ) -> CompactionReport:
+        """Merge the small files of each partition of ``metrics`` (all by default) holding more
+        than ``max_files`` files into one (:mod:`perfml.featurestore.compaction`)."""
+        if not (self.root / mf.MANIFEST_NAME).exists():
+            return CompactionReport()
+        return compact(
+            self.root, self._connection(), metrics=metrics, max_files=max_files,
+            small_rows=small_rows,
+        )  # fmt: skip
 
     # -- reading -------------------------------------------------------------------------
 

@@ -332,6 +332,9 @@ class MetricsStore:
         )
         if table.num_rows:
             store.write(table, labels=labels, where="recorded metrics")
+            # each flush appends a file per metric: merge them as they pile up, so that a
+            # long run keeps few files (and a quick first read after a restart)
+            store.compact(sorted(n for n, ok in storable_name.items() if ok))
         return (
             table.num_rows,
             len(labels),
