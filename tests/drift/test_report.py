@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -85,7 +87,14 @@ def test_windows_without_points_are_nan_and_missing_references_fail(tmp_path) ->
             }
         )
     )
-    report = drift_report(store, between("2024-01-01", "2024-01-04"), every="weekly")
+    # by default the windows end with the last point of the features measured ("m")
+    assert drift_report(store, between("2024-01-01", "2024-01-04"), every="weekly").windows == ()
+    report = drift_report(
+        store,
+        between("2024-01-01", "2024-01-04"),
+        every="weekly",
+        end=datetime(2024, 3, 10, tzinfo=UTC),
+    )
     assert math.isnan(report.value("m", "2024-W10"))
     assert {r.feature for r in report.records} == {"m"}  # "late" has no reference: left out
     with pytest.raises(EmptyReferenceError, match="late"):
@@ -102,3 +111,21 @@ def test_compare_in_memory_agrees_with_the_store(drifted_fleet) -> None:
     found = compare(before.to_numpy(), after.to_numpy())
     for method, value in found.items():
         assert abs(value - report.value("cpu_util", "2024-04", method)) < 1e-9, method
+
+
+def test_other_metrics_recorded_later_do_not_stretch_the_windows(tmp_path: Path) -> None:
+    """perfml's own metrics, recorded in the same store today, leave a 2024 report alone."""
+    store = FeatureStore(tmp_path / "store")
+    ts = np.arange(0, 90 * 24) * 3_600_000 + 1_704_067_200_000  # 90 days of hours from 2024
+    store.write(
+        pa.table({"metric": ["cpu"] * len(ts), "entity": ["a"] * len(ts),
+                  "ts": pa.array(ts, pa.timestamp("ms", tz="UTC")),
+                  "value": np.sin(np.arange(len(ts)))})
+    )  # fmt: skip
+    store.write(
+        pa.table({"metric": ["up"], "entity": ["job=perfml-serving"],
+                  "ts": pa.array([1_795_000_000_000], pa.timestamp("ms", tz="UTC")),
+                  "value": [1.0]})
+    )  # fmt: skip
+    report = drift_report(store, between("2024-01-01", "2024-02-01"), metrics=["cpu"])
+    assert [w.label for w in report.windows] == ["2024-02", "2024-03"]

@@ -132,7 +132,7 @@ def quality_report(
     metric = version.features[0]
     labelled = store.windows([metric])
     entities = sorted({w.entity for w in labelled})
-    windows = windows_after(store, base, every, end)
+    windows = windows_after(store, base, every, end, [metric])
     chosen = [measures.get(name) for name in methods]
     base_scores, _ = _score(store, detector, metric, entities, base, labelled, limit)
     edges = BinEdges.from_reference(base_scores, bins) if base_scores.size else None

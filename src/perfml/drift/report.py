@@ -21,9 +21,9 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -182,7 +182,7 @@ def drift_report(
     for metric in metrics or ():
         if not any(key[0] == metric for key in edges):
             raise EmptyReferenceError(metric, reference.label)
-    windows = windows_after(store, reference, every, end)
+    windows = windows_after(store, reference, every, end, {key[0] for key in edges})
     histograms = window_histograms(store, edges, [reference, *windows], shard=shard)
     records = []
     for key in sorted(edges, key=lambda k: (k[0], k[1] or "")):
@@ -256,13 +256,21 @@ def _sorted_finite(values: npt.ArrayLike) -> npt.NDArray[np.float64]:
 
 
 def windows_after(
-    store: FeatureStore, reference: Window, every: str, end: datetime | None
+    store: FeatureStore,
+    reference: Window,
+    every: str,
+    end: datetime | None,
+    metrics: Iterable[str] | None = None,
 ) -> list[Window]:
+    """The windows of kind ``every`` after ``reference`` up to ``end`` (default: just after
+    the last point of ``metrics`` — of any metric when None: other series, perfml's own
+    metrics recorded today say, do not stretch the windows of the features measured)."""
     if end is None:
-        last = store.summary().last
-        if last is None or last < reference.end_time:
+        chosen = None if metrics is None else set(metrics)
+        ends = [f.max_ts for f in store.manifest.files if chosen is None or f.metric in chosen]
+        if not ends or max(ends) < reference.end:
             return []
-        end = last + timedelta(milliseconds=1)
+        end = datetime.fromtimestamp(max(ends) / 1000, tz=UTC) + timedelta(milliseconds=1)
     if end <= reference.end_time:
         return []
     found = calendar_windows(reference.end_time, end, every)
