@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import re
 import threading
 import time
@@ -50,6 +49,7 @@ import pyarrow as pa
 from perfml.featurestore import FeatureStore
 from perfml.featurestore.schema import METRIC_NAME
 from perfml.monitoring.promql.series import Matcher, MemorySeries, Series
+from perfml.monitoring.rounds import every
 from perfml.monitoring.scrape import (
     Labels,
     RecorderError,
@@ -58,8 +58,6 @@ from perfml.monitoring.scrape import (
     ScrapeResult,
     Target,
 )
-
-log = logging.getLogger(__name__)
 
 DEFAULT_SCRAPE_INTERVAL_S = 15.0
 DEFAULT_RETENTION_S = 6 * 3600.0
@@ -495,19 +493,11 @@ class Recorder:
             self.scraper.close()
 
     def _loop(self) -> None:
-        next_round = time.monotonic()
-        while not self._stopping.is_set():
-            try:
-                self.scrape_once()
-            except Exception as error:  # a failed flush must not end the recording
-                self.last_error = error
-                log.warning("recording round failed: %s", error)
-            next_round += self.scrape_interval_s
-            delay = next_round - time.monotonic()
-            if delay < 0:  # a round overran: skip the missed ones rather than burst
-                next_round = time.monotonic()
-                delay = 0
-            self._stopping.wait(delay)
+        # a failed flush must not end the recording
+        every(self.scrape_interval_s, self._stopping, self.scrape_once, "recording", self._failed)
+
+    def _failed(self, error: Exception) -> None:
+        self.last_error = error
 
     def __enter__(self) -> Self:
         return self.start()

@@ -66,6 +66,7 @@ from perfml.monitoring.alerts import Alert, AlertState
 from perfml.monitoring.engine import RuleEngine, engine_from_settings
 from perfml.monitoring.export import JOBS_METRICS_PORT
 from perfml.monitoring.recorder import MetricsStore, Recorder
+from perfml.monitoring.rounds import every
 from perfml.monitoring.rules import JOBS_JOB, SERVING_JOB
 from perfml.monitoring.scrape import (
     RegistryTarget,
@@ -340,19 +341,14 @@ class MonitoringService:
             self._history.close()
 
     def _evaluate_loop(self) -> None:
-        next_round = time.monotonic()
-        while not self._stopping.is_set():
-            try:
-                self.evaluate_now()
-            except Exception as error:  # the database unreachable, say: try again next round
-                self.last_error = error
-                log.warning("rule evaluation round failed: %s", error)
-            next_round += self.evaluation_interval_s
-            delay = next_round - time.monotonic()
-            if delay < 0:  # a round overran: skip the missed ones rather than burst
-                next_round = time.monotonic()
-                delay = 0
-            self._stopping.wait(delay)
+        # the database unreachable, say: try again next round
+        every(
+            self.evaluation_interval_s, self._stopping, self.evaluate_now, "rule evaluation",
+            self._failed,
+        )  # fmt: skip
+
+    def _failed(self, error: Exception) -> None:
+        self.last_error = error
 
     def __enter__(self) -> Self:
         return self.start()
