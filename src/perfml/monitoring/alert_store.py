@@ -184,9 +184,7 @@ class AlertStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine: Engine = db.connect(url)
-        with self._write() as con:
-            metadata.create_all(con)
+        self.engine: Engine = db.connect_with(url, metadata)
 
     def close(self) -> None:
         self.engine.dispose()

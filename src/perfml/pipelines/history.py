@@ -119,9 +119,7 @@ class RunHistory:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine: Engine = db.connect(url)
-        with self.engine.execution_options(**db.WRITE).begin() as con:
-            metadata.create_all(con)
+        self.engine: Engine = db.connect_with(url, metadata)
 
     def close(self) -> None:
         self.engine.dispose()

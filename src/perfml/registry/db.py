@@ -160,6 +160,22 @@ def connect(url: str) -> Engine:
     return engine
 
 
+def connect_with(url: str, tables: MetaData) -> Engine:
+    """:func:`connect`, and the ``tables`` of another part of perfml (the run history, the
+    alerts, the controller's decisions) created beside the registry's if missing — as
+    :func:`_ensure_schema` does, a race with another process creating them is tried again."""
+    engine = connect(url)
+    for attempt in range(3):
+        try:
+            with engine.execution_options(**WRITE).begin() as con:
+                tables.create_all(con)
+            return engine
+        except (IntegrityError, ProgrammingError, OperationalError):
+            if attempt == 2:
+                raise
+    return engine
+
+
 WRITE = {"perfml_write": True}
 """Execution options of a transaction that writes: on SQLite it takes the write lock at once
 (``BEGIN IMMEDIATE``), so that two writers queue instead of failing on a stale snapshot."""
