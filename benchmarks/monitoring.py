@@ -1,13 +1,13 @@
 """Monitoring: one embedded rule-evaluation round, and the cost of scraping the job metrics.
 
 Claims measured:
-- one evaluation round of the shipped rules (``perfml.monitoring.rules.default_rules``) by the
+- one evaluation round of the shipped rules (``perfml.alerting.rules.default_rules``) by the
   native PromQL evaluator over ~10,000 series shaped like perfml's own (pods'
   ``kube_pod_status_phase`` and times, resource requests and CPU counters, Seldon latency
   histograms per model and code, drift and quality gauges, ``up``), with 30 days of history in
   the feature store (one point per series every 15 minutes) and the last 30 minutes recorded
   in memory at the 15 s scrape interval, as a running recorder has them. Target: under 1 s.
-  Floor: reading the same samples from the :class:`~perfml.monitoring.recorder.MetricsStore`
+  Floor: reading the same samples from the :class:`~perfml.recording.recorder.MetricsStore`
   without evaluating (every metric a rule names, over the 15 minutes the rules look back;
   ratio eval / floor). The same round right after a restart (memory empty: everything read
   from the feature store) is reported beside it;
@@ -43,9 +43,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from perfml.featurestore import FeatureStore
-from perfml.monitoring.promql.series import Matcher
-from perfml.monitoring.recorder import MetricsStore, entity_of
-from perfml.monitoring.scrape import ScrapedSample, Scraper, ScrapeTarget
+from perfml.promql.series import Matcher
+from perfml.recording.recorder import MetricsStore, entity_of
+from perfml.recording.scrape import ScrapedSample, Scraper, ScrapeTarget
 
 MINUTE = 60_000
 DAY = 24 * 60 * MINUTE
@@ -233,8 +233,8 @@ def timed(call: Callable[[], object], repeats: int) -> list[float]:
 def evaluation(scratch: Path, pods: int, days: int, repeats: int) -> dict[str, Any] | str:
     """Seconds of one round of the shipped rules, of the floor, and after a restart."""
     try:
-        from perfml.monitoring.promql import evaluate, metric_names, parse
-        from perfml.monitoring.rules import default_rules
+        from perfml.alerting.rules import default_rules
+        from perfml.promql import evaluate, metric_names, parse
     except ImportError as error:
         return f"the PromQL evaluator is not importable yet ({error})"
     families = fleet(pods, models=max(2, pods // 50), features=max(5, pods // 20))
@@ -331,7 +331,7 @@ def get_ms(url: str, repeats: int) -> tuple[float, int]:
 
 def scraping(scratch: Path, runs: int, tasks: int, repeats: int) -> dict[str, Any]:
     from perfml.pipelines.dsl import Resources
-    from perfml.pipelines.metrics import Window
+    from perfml.pipelines.job_metrics import Window
     from perfml.pipelines.metrics_server import MetricsServer, serve_metrics
 
     history = job_history(scratch, runs, tasks)

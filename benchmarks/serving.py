@@ -265,7 +265,7 @@ def prepare_models(scratch: Path) -> tuple[str, Path, Path, dict[str, Any]]:
 
     from perfml.detectors import DEFAULT_DETECTOR, create
     from perfml.registry import FilesystemArtifactStore, ModelRegistry
-    from perfml.registry.models import register_detector
+    from perfml.registry.detector_versions import register_detector
     from perfml.registry.names import Ref
 
     importlib.import_module("bench_models")  # registers bench_sum

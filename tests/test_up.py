@@ -17,9 +17,9 @@ import pyarrow as pa
 from perfml.config import Settings
 from perfml.detectors import create
 from perfml.featurestore import FeatureStore
-from perfml.monitoring.promql import evaluate
-from perfml.monitoring.recorder import MetricsStore
-from perfml.registry.models import register_detector
+from perfml.promql import evaluate
+from perfml.recording.recorder import MetricsStore
+from perfml.registry.detector_versions import register_detector
 from perfml.registry.setup import open_registry
 
 

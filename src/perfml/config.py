@@ -197,7 +197,7 @@ class DemoSettings(_Strict):
 class AlertRuleSettings(_Strict):
     """One entry of ``monitoring.rules``: a change to a shipped rule (by ``name``), or a new
     rule (``name`` and ``kind``). Only what is given changes; parameters are those of the kind
-    (see :mod:`perfml.monitoring.rule_kinds`), durations written as Prometheus does."""
+    (see :mod:`perfml.alerting.rule_kinds`), durations written as Prometheus does."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -36,27 +36,27 @@ from typing import Any
 
 import httpx
 
+from perfml.alerting.alerts import Alert, AlertState
+from perfml.alerting.store import AlertStore, HistoryEntry
 from perfml.config import AlertRuleSettings, Settings
+from perfml.controller.collector import ControllerCollector
 from perfml.controller.decisions import Action, Decision, DecisionLog
 from perfml.controller.loop import Controller, Policy, pipeline_trainer
-from perfml.controller.metrics import ControllerCollector
 from perfml.detectors import DEFAULT_DETECTOR
 from perfml.drift import drift_report, training_window
 from perfml.drift.report import DriftRecord
 from perfml.embedded import EmbeddedSystem, LatestDrift, Parts
 from perfml.errors import PerfmlError
 from perfml.featurestore import FeatureStore
-from perfml.ingest import ingest_corpus
-from perfml.monitoring.alert_store import AlertStore, HistoryEntry
-from perfml.monitoring.alerts import Alert, AlertState
-from perfml.monitoring.service import MonitoringService
 from perfml.pipelines.history import RunHistory
 from perfml.pipelines.local import Training, run_training, runner_for
 from perfml.pipelines.runner import LocalRunner
 from perfml.pipelines.scoring import build_scoring_pipeline
 from perfml.pipelines.states import JobState, RunRecord
+from perfml.recording.service import MonitoringService
 from perfml.registry.setup import open_registry
 from perfml.sources.fleet import METRICS, Fleet, generate_fleet, write_fleet
+from perfml.sources.ingestion import ingest_corpus
 
 DEMO_METRIC = "request_latency_ms"
 """The demo's model watches latency: the fleet labels its latency storms and spikes."""

@@ -27,20 +27,20 @@ from typing import Any, Self
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from perfml.alerting.alerts import Alert
 from perfml.config import Settings
+from perfml.controller.collector import ControllerCollector
 from perfml.controller.decisions import DecisionLog
 from perfml.controller.loop import Controller, Policy, Trainer, pipeline_trainer
-from perfml.controller.metrics import ControllerCollector
 from perfml.controller.setup import controlled_models
-from perfml.drift.metrics import DriftCollector
+from perfml.drift.collector import DriftCollector
 from perfml.featurestore import FeatureStore
-from perfml.monitoring.alerts import Alert
-from perfml.monitoring.service import MonitoringService
+from perfml.recording.service import MonitoringService
 from perfml.registry.registry import ModelRegistry
 from perfml.registry.setup import open_registry
-from perfml.serving.metrics import ServingMetrics
 from perfml.serving.server import AppServer
 from perfml.serving.setup import serving_app
+from perfml.serving.telemetry import ServingMetrics
 from perfml.timeparse import parse_duration
 
 log = logging.getLogger(__name__)

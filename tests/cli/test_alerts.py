@@ -10,10 +10,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from perfml.alerting.alerts import Alert, AlertState
+from perfml.alerting.store import AlertStore
 from perfml.cli import alerts
 from perfml.cli.state import CliState
-from perfml.monitoring.alert_store import AlertStore
-from perfml.monitoring.alerts import Alert, AlertState
 from perfml.registry.db import sqlite_url
 
 root = typer.Typer()

@@ -9,8 +9,8 @@ import pytest
 
 from perfml.cli.app import main
 from perfml.featurestore import FeatureStore
-from perfml.ingest import ingest_corpus
 from perfml.sources.fleet import generate_fleet, write_fleet
+from perfml.sources.ingestion import ingest_corpus
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -18,12 +18,12 @@ from perfml.cli import monitor
 from perfml.cli.state import CliState
 from perfml.config import load_settings
 from perfml.featurestore import FeatureStore
-from perfml.monitoring.promql.series import Matcher
-from perfml.monitoring.recorder import MetricsStore
 from perfml.pipelines import Pipeline, Task
 from perfml.pipelines.dsl import Resources
 from perfml.pipelines.history import RunHistory
 from perfml.pipelines.runner import LocalRunner
+from perfml.promql.series import Matcher
+from perfml.recording.recorder import MetricsStore
 from pipelines import steps
 
 root = typer.Typer()

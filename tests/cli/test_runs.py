@@ -15,11 +15,11 @@ import pytest
 
 from perfml.cli.app import main
 from perfml.featurestore import FeatureStore
-from perfml.ingest import ingest_corpus
 from perfml.pipelines.history import RunHistory
 from perfml.pipelines.states import JobRecord, JobState, RunRecord
 from perfml.registry.db import sqlite_url
 from perfml.sources.fleet import generate_fleet, write_fleet
+from perfml.sources.ingestion import ingest_corpus
 
 WINDOW = "2024-01-01:2024-03-01"
 

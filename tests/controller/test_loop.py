@@ -32,15 +32,15 @@ from perfml.controller import (
 )
 from perfml.detectors import Detector, create, register
 from perfml.detectors.frames import Floats, Millis
-from perfml.evaluation.gate import GateDataError, LabelledWindowEvaluator
+from perfml.evaluation.labelled_window import GateDataError, LabelledWindowEvaluator
 from perfml.featurestore import FeatureStore
-from perfml.ingest import ingest_corpus
 from perfml.pipelines.training import split_instant
 from perfml.registry import MetricThreshold, ModelRegistry, PromotionRefusedError
-from perfml.registry.models import register_detector
+from perfml.registry.detector_versions import register_detector
 from perfml.registry.records import ModelVersion
 from perfml.registry.setup import open_registry
 from perfml.sources.fleet import generate_fleet, write_fleet
+from perfml.sources.ingestion import ingest_corpus
 
 METRIC = "request_latency_ms"
 MODEL = "latency"

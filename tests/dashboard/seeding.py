@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from perfml.alerting.alerts import AlertTracker
+from perfml.alerting.store import AlertStore
 from perfml.dashboard.data import DashboardSources
-from perfml.monitoring.alert_store import AlertStore
-from perfml.monitoring.alerts import AlertTracker
-from perfml.monitoring.promql.series import MemorySeries, Sample
 from perfml.pipelines.history import RunHistory
 from perfml.pipelines.states import JobRecord, JobState, Reason, RunRecord
+from perfml.promql.series import MemorySeries, Sample
 from perfml.registry import FilesystemArtifactStore, ModelRegistry
 
 SCRAPE_MS = 15_000

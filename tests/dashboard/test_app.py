@@ -10,7 +10,7 @@ import pytest
 from perfml.dashboard.app import create_app, plotly_js
 from perfml.dashboard.data import DashboardSources
 from perfml.dashboard.panels import ChartKind, Dashboard, Page, Panel, Query, default_dashboard
-from perfml.monitoring.promql.series import MemorySeries
+from perfml.promql.series import MemorySeries
 
 with warnings.catch_warnings():
     # starlette 0.46's testclient names anyio.abc.BlockingPortal, deprecated by anyio 4.16

@@ -22,7 +22,7 @@ from perfml.dashboard.data import (
 )
 from perfml.dashboard.errors import BadRangeError
 from perfml.dashboard.panels import ChartKind, Page, Panel, Query, Source, default_dashboard
-from perfml.monitoring.promql.series import MemorySeries
+from perfml.promql.series import MemorySeries
 
 NOW_MS = 1_790_000_000_000  # 2026-09-21, on a whole minute
 Json = dict[str, Any]

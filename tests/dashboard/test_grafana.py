@@ -17,7 +17,7 @@ from perfml.dashboard.grafana import (
     write_grafana_dashboards,
 )
 from perfml.dashboard.panels import POD_PHASES, ChartKind, Page, Panel, Query, default_dashboard
-from perfml.monitoring.promql.parser import parse
+from perfml.promql.parser import parse
 
 GRAFANA_UNITS = {"short", "none", "s", "ms", "bytes", "Bps", "reqps", "percentunit", "percent"}
 """Unit ids Grafana's field config knows (a subset: those a perfml panel may use)."""

@@ -20,8 +20,8 @@ from perfml.dashboard.panels import (
     default_dashboard,
     phase_code_query,
 )
-from perfml.monitoring.promql.ast import VectorSelector
-from perfml.monitoring.promql.parser import parse
+from perfml.promql.ast import VectorSelector
+from perfml.promql.parser import parse
 
 VOCABULARY = {
     "kube_pod_status_phase",

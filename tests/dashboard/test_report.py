@@ -24,7 +24,7 @@ from perfml.controller.decisions import Action, Decision
 from perfml.dashboard.data import DashboardSources, TimeRange
 from perfml.dashboard.errors import BadRangeError
 from perfml.dashboard.report import DATA_ELEMENT_ID, json_for_script, write_report
-from perfml.monitoring.promql.series import MemorySeries
+from perfml.promql.series import MemorySeries
 
 Json = dict[str, Any]
 SECTIONS = ["summary", "drift", "jobs", "inference", "alerts", "models"]

@@ -13,10 +13,10 @@ import fixtures.detectors  # noqa: F401  (registers the toy detectors)
 from perfml.detectors import create
 from perfml.drift import between, quality_report
 from perfml.drift.errors import NoReferenceError, NoThresholdError
-from perfml.evaluation.metrics import DetectionMetrics, detection_metrics
 from perfml.evaluation.nab import window_rows
+from perfml.evaluation.scores import DetectionMetrics, detection_metrics
 from perfml.featurestore import FeatureStore, LabelWindow
-from perfml.registry.models import register_detector
+from perfml.registry.detector_versions import register_detector
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 START_MS = round(START.timestamp() * 1000)

@@ -11,7 +11,7 @@ A scenario runs for real on loopback:
 The shipped rules, with thresholds and ``for`` shortened to seconds through the settings, are
 exported with ``export_prometheus`` and loaded by a real Prometheus that scrapes the job
 metrics endpoint and the server's ``/metrics`` every second; perfml's
-:class:`~perfml.monitoring.service.MonitoringService` scrapes the same endpoints (its default
+:class:`~perfml.recording.service.MonitoringService` scrapes the same endpoints (its default
 targets, from the same settings) and evaluates the same rules every second. Once both have
 settled, the firing alerts — alert name and every label — are the same set in both, and it
 holds the three expected alerts.
@@ -43,22 +43,22 @@ from tests.integration.services import (
 )
 
 from fixtures.detectors import StaticZScore
+from perfml.alerting.alerts import Alert
+from perfml.alerting.prometheus_config import export_prometheus
 from perfml.config import Settings
 from perfml.detectors import register
 from perfml.featurestore import FeatureStore
-from perfml.monitoring.alerts import Alert
-from perfml.monitoring.export import export_prometheus
-from perfml.monitoring.service import MonitoringService
 from perfml.pipelines import Pipeline, Task
 from perfml.pipelines.dsl import Resources
 from perfml.pipelines.history import RunHistory
 from perfml.pipelines.metrics_server import MetricsServer, serve_metrics
 from perfml.pipelines.runner import LocalRunner
+from perfml.recording.service import MonitoringService
 from perfml.registry import FilesystemArtifactStore, ModelRegistry
 from perfml.registry.db import sqlite_url
-from perfml.registry.models import register_detector
+from perfml.registry.detector_versions import register_detector
 from perfml.serving import DataPlane, ModelRepository, build_app
-from perfml.serving.metrics import ServingMetrics
+from perfml.serving.telemetry import ServingMetrics
 from pipelines import steps
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ from dashboard import seeding
 from perfml.dashboard.app import create_app
 from perfml.dashboard.data import DashboardSources
 from perfml.dashboard.panels import default_dashboard
-from perfml.monitoring.promql.series import MemorySeries
+from perfml.promql.series import MemorySeries
 
 pytestmark = pytest.mark.integration
 

@@ -23,11 +23,11 @@ from tests.integration.services import ServiceProcess, free_port, require_module
 from perfml import detectors
 from perfml.config import load_settings
 from perfml.registry import FilesystemArtifactStore, ModelRegistry
+from perfml.registry.detector_versions import register_detector
 from perfml.registry.errors import ArtifactIntegrityError
-from perfml.registry.models import register_detector
 from perfml.registry.setup import open_registry
 from perfml.serving import DataPlane, ModelRepository, build_app
-from perfml.serving.export import export_model
+from perfml.serving.engines import export_model
 
 with warnings.catch_warnings():
     # starlette 0.46's testclient names anyio.abc.BlockingPortal, deprecated by anyio 4.16

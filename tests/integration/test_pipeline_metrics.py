@@ -13,7 +13,7 @@ from tests.integration.services import StartPrometheus, require_binary, wait_unt
 from perfml.pipelines import Param, Pipeline, Task
 from perfml.pipelines.dsl import Resources
 from perfml.pipelines.history import RunHistory
-from perfml.pipelines.metrics import JobMetricsCollector, requests_from
+from perfml.pipelines.job_metrics import JobMetricsCollector, requests_from
 from perfml.pipelines.metrics_server import serve_metrics
 from perfml.pipelines.runner import LocalRunner
 from perfml.registry.db import sqlite_url

@@ -26,7 +26,7 @@ from tests.integration.services.promtool import (
     write_rules_test,
 )
 
-from perfml.monitoring.promql import MemorySeries, Sample, evaluate
+from perfml.promql import MemorySeries, Sample, evaluate
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import fixtures.detectors  # noqa: F401  (registers the toy detectors)
 from fixtures.points import make_points
 from perfml.config import load_settings
 from perfml.detectors import create
+from perfml.registry.detector_versions import load_detector, register_detector
 from perfml.registry.errors import ArtifactAuthError
-from perfml.registry.models import load_detector, register_detector
 from perfml.registry.setup import open_registry
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from tests.integration.services.browser import RENDERED, SCREENSHOTS, Problems, 
 from dashboard import report_seeding, seeding
 from perfml.dashboard.data import DashboardSources, TimeRange
 from perfml.dashboard.report import write_report
-from perfml.monitoring.promql.series import MemorySeries
+from perfml.promql.series import MemorySeries
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from tests.integration.services import require_binary
 
+from perfml.alerting.prometheus_config import dump_yaml, export_prometheus
 from perfml.config import Settings, load_settings
-from perfml.monitoring.export import dump_yaml, export_prometheus
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import values as prometheus_values
 from tests.integration.services import require_binary
 
-from perfml.serving.metrics import MULTIPROC_ENV, ServingMetrics
+from perfml.serving.telemetry import MULTIPROC_ENV, ServingMetrics
 
 pytestmark = pytest.mark.integration
 

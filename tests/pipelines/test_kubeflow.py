@@ -174,11 +174,11 @@ def test_the_training_pipeline_runs_end_to_end_in_kfp_local(
     kfp_local: Path, tmp_path: Path
 ) -> None:
     from perfml.featurestore import FeatureStore
-    from perfml.ingest import ingest_corpus
     from perfml.pipelines.training import build_training_pipeline
     from perfml.registry import FilesystemArtifactStore, ModelRegistry
     from perfml.registry.db import sqlite_url
     from perfml.sources.fleet import generate_fleet, write_fleet
+    from perfml.sources.ingestion import ingest_corpus
 
     write_fleet(generate_fleet(hosts=2, months=2, seed=7), tmp_path / "fleet")
     ingest_corpus(FeatureStore(tmp_path / "store"), tmp_path / "fleet")

@@ -21,11 +21,11 @@ from perfml.pipelines.history import RunHistory
 from perfml.pipelines.runner import LocalRunner
 from perfml.pipelines.scoring import build_scoring_pipeline
 from perfml.pipelines.states import JobState, Reason
-from perfml.registry.models import load_detector, register_detector
+from perfml.registry.detector_versions import load_detector, register_detector
 from perfml.registry.setup import open_registry
-from perfml.serving.metrics import ServingMetrics
 from perfml.serving.server import AppServer
 from perfml.serving.setup import serving_app
+from perfml.serving.telemetry import ServingMetrics
 
 TOKEN_ENV = "PERFML_TEST_SCORING_TOKEN"
 START = 1_704_067_200_000  # 2024-01-01

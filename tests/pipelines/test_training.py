@@ -11,7 +11,6 @@ import pyarrow as pa
 import pytest
 
 from perfml.featurestore import FeatureStore
-from perfml.ingest import ingest_corpus
 from perfml.pipelines.dsl import Resources
 from perfml.pipelines.history import RunHistory
 from perfml.pipelines.runner import LocalRunner
@@ -24,8 +23,9 @@ from perfml.pipelines.training import (
 )
 from perfml.registry import FilesystemArtifactStore, ModelRegistry
 from perfml.registry.db import sqlite_url
-from perfml.registry.models import load_detector
+from perfml.registry.detector_versions import load_detector
 from perfml.sources.fleet import generate_fleet, write_fleet
+from perfml.sources.ingestion import ingest_corpus
 
 START, END = "2024-01-01T00:00:00+00:00", "2024-03-01T00:00:00+00:00"
 METRIC = "request_latency_ms"

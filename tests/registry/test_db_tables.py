@@ -7,8 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import inspect
 
+from perfml.alerting.store import AlertStore
 from perfml.controller.decisions import DecisionLog
-from perfml.monitoring.alert_store import AlertStore
 from perfml.pipelines.history import RunHistory
 from perfml.registry.db import sqlite_url
 

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fixtures.registry import make_artifact, registry, registry_url
 from perfml.featurestore import FeatureStore
 from perfml.registry import ModelRegistry
-from perfml.registry.models import register_detector
+from perfml.registry.detector_versions import register_detector
 from perfml.serving import DataPlane, ModelRepository, build_app
 from serving.support import MAX_BODY, TestClient, multi_model, static_model
 

@@ -24,10 +24,10 @@ from perfml.cli.app import main
 from perfml.config import Settings
 from perfml.registry import ModelRegistry
 from perfml.registry.artifacts import sha256_of
+from perfml.registry.detector_versions import register_detector
 from perfml.registry.errors import RegistryError
-from perfml.registry.models import register_detector
 from perfml.registry.setup import open_registry
-from perfml.serving.export import (
+from perfml.serving.engines import (
     RUNTIME,
     ExportError,
     export_model,

@@ -124,7 +124,7 @@ def test_feedback_with_mismatched_lengths_is_refused(client: TestClient) -> None
 
 
 def test_metrics_are_rendered_from_the_metrics_object(make_app) -> None:  # type: ignore[no-untyped-def]
-    from perfml.serving.metrics import ServingMetrics
+    from perfml.serving.telemetry import ServingMetrics
 
     metrics = ServingMetrics(deployment="test")
     with TestClient(make_app(metrics=metrics)) as client:

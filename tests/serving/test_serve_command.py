@@ -8,10 +8,10 @@ import pytest
 
 from perfml.cli.app import main
 from perfml.config import Settings
-from perfml.registry.models import register_detector
+from perfml.registry.detector_versions import register_detector
 from perfml.registry.setup import open_registry
-from perfml.serving.metrics import MULTIPROC_ENV
 from perfml.serving.setup import serving_app
+from perfml.serving.telemetry import MULTIPROC_ENV
 from serving.support import TOKEN, TestClient, infer_body, static_model
 
 

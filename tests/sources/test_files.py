@@ -11,8 +11,8 @@ import pytest
 
 from fixtures.points import make_points, rows
 from perfml.featurestore import FeatureStore
-from perfml.ingest import ingest_files
 from perfml.sources.files import FileFormatError, read_points
+from perfml.sources.ingestion import ingest_files
 
 GOOD = """metric,entity,ts,value
 cpu_util,web-1,2024-01-01 00:00:00,12.5

@@ -11,11 +11,11 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from perfml.alerting.alerts import AlertState, format_labels
+from perfml.alerting.store import AlertStore, finite_or_none
+from perfml.alerting.templates import go_float
 from perfml.cli.state import out, state
 from perfml.errors import UsageError
-from perfml.monitoring.alert_store import AlertStore, finite_or_none
-from perfml.monitoring.alerts import AlertState, format_labels
-from perfml.monitoring.templates import go_float
 from perfml.timeparse import format_duration, parse_duration
 
 app = typer.Typer(help="Alerts: current, history, silences, rules.", no_args_is_help=True)
@@ -148,7 +148,7 @@ def rules(
     ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)
 ) -> None:
     """The effective alert rules (shipped, changed and added by perfml.yaml) and their PromQL."""
-    from perfml.monitoring.rules import rules_from_settings
+    from perfml.alerting.rules import rules_from_settings
 
     found = rules_from_settings(state(ctx).settings, include_disabled=True)
     if as_json:

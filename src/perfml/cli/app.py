@@ -21,13 +21,13 @@ from perfml.cli import (
     export,
     generate,
     ingest,
+    init,
     models,
     monitor,
     pipeline,
     report,
     runs,
     serve,
-    setup,
     store,
     train,
     up,
@@ -56,8 +56,8 @@ app.add_typer(models.app, name="models")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(runs.app, name="runs")
 app.add_typer(serve.app, name="serve")
-app.command("init")(setup.init)
-app.command("demo")(setup.demo)
+app.command("init")(init.init)
+app.command("demo")(init.demo)
 app.command("dashboard")(dashboard_cli.dashboard)
 app.command("train")(train.train)
 app.command("up")(up.up)

@@ -2,7 +2,7 @@
 
 One command per target; ``perfml export prometheus -o DIR`` writes the alert rules, the
 Prometheus configuration that scrapes perfml and evaluates them, and the Alertmanager
-configuration that routes the alerts (:mod:`perfml.monitoring.export`).
+configuration that routes the alerts (:mod:`perfml.alerting.prometheus_config`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from perfml.alerting.prometheus_config import export_prometheus
 from perfml.cli import dashboard as dashboard_cli
 from perfml.cli.state import out, state
 from perfml.config import Settings
-from perfml.monitoring.export import export_prometheus
 
 if TYPE_CHECKING:
     from perfml.deploy import DeployValues

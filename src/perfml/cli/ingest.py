@@ -9,8 +9,8 @@ import typer
 
 from perfml.cli.render import print_report
 from perfml.cli.state import progress, state
-from perfml.ingest import PrometheusPull, ingest_corpus, ingest_files, ingest_prometheus
 from perfml.sources import nab
+from perfml.sources.ingestion import PrometheusPull, ingest_corpus, ingest_files, ingest_prometheus
 from perfml.timeparse import parse_duration, parse_instant
 
 app = typer.Typer(help="Ingest points into the feature store.", no_args_is_help=True)

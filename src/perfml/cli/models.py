@@ -198,7 +198,7 @@ def promote(
 
 def _gate_evaluator(ctx: typer.Context, registry: ModelRegistry) -> Any:
     """The evaluator scoring both versions on the same recent labelled window of the store."""
-    from perfml.evaluation.gate import LabelledWindowEvaluator
+    from perfml.evaluation.labelled_window import LabelledWindowEvaluator
 
     settings = state(ctx).settings
     return LabelledWindowEvaluator.recent(

@@ -1,6 +1,6 @@
 """``perfml monitor``: perfml's own Prometheus — scrape, record, evaluate the alert rules.
 
-The library's :class:`~perfml.monitoring.service.MonitoringService` does the work; this
+The library's :class:`~perfml.recording.service.MonitoringService` does the work; this
 command runs it until SIGINT or SIGTERM (then it stops cleanly: the rounds under way end and
 what was recorded is flushed) and prints each alert transition as it happens. ``--once``
 scrapes once, evaluates once and prints the alerts.
@@ -18,10 +18,10 @@ from types import FrameType
 import typer
 from rich.table import Table
 
+from perfml.alerting.alerts import Alert, AlertState, format_labels
+from perfml.alerting.templates import go_float
 from perfml.cli.state import err, out, state
-from perfml.monitoring.alerts import Alert, AlertState, format_labels
-from perfml.monitoring.service import MonitoringService
-from perfml.monitoring.templates import go_float
+from perfml.recording.service import MonitoringService
 
 _STYLES = {
     AlertState.PENDING: "yellow",

@@ -227,8 +227,8 @@ def serve_metrics_command(
     from prometheus_client import CollectorRegistry
 
     from perfml.controller import ControllerCollector, DecisionLog
+    from perfml.pipelines.job_metrics import Window
     from perfml.pipelines.local import runner_capacity
-    from perfml.pipelines.metrics import Window
     from perfml.pipelines.metrics_server import serve_metrics
     from perfml.pipelines.training import build_training_pipeline
     from perfml.timeparse import parse_duration

@@ -19,8 +19,8 @@ from perfml.config import Settings
 from perfml.errors import UsageError
 from perfml.registry.names import parse_ref
 from perfml.registry.setup import open_registry
-from perfml.serving.metrics import ServingMetrics
 from perfml.serving.setup import serving_app
+from perfml.serving.telemetry import ServingMetrics
 
 SETTINGS_ENV = "PERFML_SERVE_SETTINGS"
 MODELS_ENV = "PERFML_SERVE_MODELS"
@@ -95,7 +95,7 @@ def export(
     ),
 ) -> None:
     """Write a SeldonDeployment or KServe InferenceService serving NAME@ALIAS on MLServer."""
-    from perfml.serving.export import export_model, parse_target
+    from perfml.serving.engines import export_model, parse_target
 
     chosen = parse_target(target)
     with open_registry(state(ctx).settings, background_delivery=False) as registry:

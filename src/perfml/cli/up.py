@@ -12,9 +12,9 @@ from types import FrameType
 
 import typer
 
+from perfml.alerting.alerts import Alert
 from perfml.cli.state import err, out, state
 from perfml.embedded import EmbeddedSystem, Parts
-from perfml.monitoring.alerts import Alert
 
 
 def up(

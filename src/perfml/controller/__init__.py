@@ -4,6 +4,7 @@ See :mod:`perfml.controller.loop` for what one check does and
 :mod:`perfml.controller.decisions` for what it records.
 """
 
+from perfml.controller.collector import ControllerCollector
 from perfml.controller.decisions import RETRAINED, SKIPPED, Action, Decision, DecisionLog
 from perfml.controller.loop import (
     Controller,
@@ -13,7 +14,6 @@ from perfml.controller.loop import (
     latest_complete_window,
     pipeline_trainer,
 )
-from perfml.controller.metrics import ControllerCollector
 
 __all__ = [
     "RETRAINED",

@@ -1,7 +1,7 @@
 """Each panel's data for a time range, as plain JSON-able dicts: the dashboard's core.
 
 No HTTP here: :func:`page_data` takes the page, the sources (a
-:class:`~perfml.monitoring.promql.SeriesSource`, the run history, the registry, the alerts)
+:class:`~perfml.promql.SeriesSource`, the run history, the registry, the alerts)
 and a :class:`TimeRange`, and gives what the web page draws. A panel is read by the reader
 registered for its :class:`~perfml.dashboard.panels.Source` (:class:`PanelReaders`; the
 PromQL reader here, the others in :mod:`perfml.dashboard.records`). A source that is not
@@ -25,11 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from perfml import promql
+from perfml.alerting.store import AlertStore
 from perfml.dashboard.errors import BadRangeError
 from perfml.dashboard.panels import UNITS, ChartKind, Page, Panel, Source
 from perfml.errors import PerfmlError
-from perfml.monitoring import promql
-from perfml.monitoring.alert_store import AlertStore
 from perfml.pipelines.history import RunHistory
 from perfml.registry.registry import ModelRegistry
 from perfml.timeparse import parse_duration, parse_instant
@@ -135,7 +135,7 @@ class DashboardSources:
 
     The run history, the registry and the alert store may share one metadata database.
 
-    ``series`` is any :class:`~perfml.monitoring.promql.SeriesSource` (perfml's own metrics
+    ``series`` is any :class:`~perfml.promql.SeriesSource` (perfml's own metrics
     store, or an in-memory one), queried with ``evaluate`` (PromQL's range query).
     """
 
@@ -144,7 +144,7 @@ class DashboardSources:
     registry: ModelRegistry | None = None
     alerts: AlertStore | None = None
     evaluate: RangeEvaluator | None = None
-    """PromQL's range query; None is :func:`perfml.monitoring.promql.evaluate_range`."""
+    """PromQL's range query; None is :func:`perfml.promql.evaluate_range`."""
     max_runs: int = 50
     """How many recent runs the job timeline reads."""
     max_rows: int = 500

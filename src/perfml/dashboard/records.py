@@ -25,7 +25,7 @@ from perfml.dashboard.data import (
     finite_or_none,
 )
 from perfml.dashboard.panels import STATE_COLORS, Panel, Source
-from perfml.pipelines.metrics import job_name
+from perfml.pipelines.job_metrics import job_name
 from perfml.pipelines.states import JobRecord, JobState, RunRecord
 
 JOB_STATES: Final = tuple(state.value for state in JobState)

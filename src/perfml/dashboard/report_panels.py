@@ -26,9 +26,9 @@ from perfml.dashboard.panels import UNITS
 from perfml.dashboard.records import format_time
 
 if TYPE_CHECKING:
+    from perfml.alerting.store import HistoryEntry
     from perfml.controller.decisions import Decision
     from perfml.drift.report import DriftRecord
-    from perfml.monitoring.alert_store import HistoryEntry
     from perfml.registry.records import AliasMove
 
 MAX_ALERT_CHANGES: Final = 10_000

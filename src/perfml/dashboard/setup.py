@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from perfml.alerting.store import AlertStore
 from perfml.config import Settings
 from perfml.dashboard.data import DashboardSources
 from perfml.featurestore import FeatureStore
-from perfml.monitoring.alert_store import AlertStore
-from perfml.monitoring.recorder import MetricsStore
 from perfml.pipelines.history import RunHistory
+from perfml.recording.recorder import MetricsStore
 from perfml.registry.setup import open_registry
 
 

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from perfml import __version__
+from perfml.alerting.prometheus_config import dump_yaml
 from perfml.atomic import atomic_output
 from perfml.config import Settings
 from perfml.deploy.templating import Knob, knobs, templates
 from perfml.deploy.values import DeployValues
 from perfml.deploy.ytt import HELPERS_FILE, HELPERS_STAR, SchemaField, schema_text, template_text
-from perfml.monitoring.export import dump_yaml
 
 PACKAGE_NAME = "perfml.dev"
 BUNDLE_REPOSITORY = "ghcr.io/perfml"

@@ -38,12 +38,12 @@ from typing import Any
 
 import yaml
 
+from perfml.alerting.prometheus_config import dump_yaml
+from perfml.alerting.rules import KindRegistry, rules_from_settings
 from perfml.atomic import atomic_output
 from perfml.config import Settings
 from perfml.deploy import monitoring, security, workloads
 from perfml.deploy.values import DeployValues, effective_settings
-from perfml.monitoring.export import dump_yaml
-from perfml.monitoring.rules import KindRegistry, rules_from_settings
 
 Json = dict[str, Any]
 

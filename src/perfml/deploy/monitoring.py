@@ -3,7 +3,7 @@
 The same rules, routes and dashboards as the embedded mode, as the operators read them:
 
 - a ``PrometheusRule`` (``monitoring.coreos.com/v1``) whose ``spec.groups`` are
-  :func:`~perfml.monitoring.export.rule_groups` of the shipped and the user's rules;
+  :func:`~perfml.alerting.prometheus_config.rule_groups` of the shipped and the user's rules;
 - ``PodMonitor`` s for the serving pods and the job metrics; each sets the ``job`` label the
   rules name (``perfml-serving``, ``perfml-jobs``), whatever engine runs the pods;
 - the Alertmanager configuration as the Secret :data:`ALERTMANAGER_CONFIG` (key
@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from perfml.alerting.alertmanager import alertmanager_config
+from perfml.alerting.prometheus_config import dump_yaml, rule_groups
+from perfml.alerting.rules import JOBS_JOB, SERVING_JOB, Rule
 from perfml.config import Settings
 from perfml.dashboard.grafana import DATASOURCE_INPUT, grafana_dashboards
 from perfml.deploy.values import DeployValues
 from perfml.deploy.workloads import labels, metadata, selector
-from perfml.monitoring.alertmanager import alertmanager_config
-from perfml.monitoring.export import dump_yaml, rule_groups
-from perfml.monitoring.rules import JOBS_JOB, SERVING_JOB, Rule
 
 Json = dict[str, Any]
 

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from perfml.config import Settings
+from perfml.deploy.errors import DeployError
 from perfml.errors import UsageError
 
 SECRET = "perfml-secrets"
@@ -44,7 +45,7 @@ _SECRET_PARAMS = re.compile(
 Json = dict[str, Any]
 
 
-class InlineSecretError(UsageError):
+class InlineSecretError(DeployError, UsageError):
     """A credential is written inline in ``perfml.yaml``; it cannot go into a manifest."""
 
     def __init__(self, key: str, shown: str, instead: str) -> None:

@@ -18,7 +18,7 @@ compares the two, leaf by leaf:
 Choice knobs (``serving_engine``, ``scheduler``) are enumerated: each combination is probed,
 and each document is kept under the ``#@ if`` of the combinations it appears in, as it is.
 :func:`templates` then renders its own templates with the default and the probe values of every
-combination and refuses (:class:`~perfml.deploy.ytt.TemplateError`) unless they give exactly
+combination and refuses (:class:`~perfml.deploy.ytt.YttTemplateError`) unless they give exactly
 the rendered objects, so a template that would drift from ``render`` is never written.
 """
 
@@ -34,17 +34,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from perfml.alerting.rules import number
 from perfml.deploy.values import DeployValues
 from perfml.deploy.ytt import (
     Expr,
-    TemplateError,
     When,
+    YttTemplateError,
     merge_values,
     render_templates,
     seconds,
     template_text,
 )
-from perfml.monitoring.rules import number
 
 Objects = list[dict[str, Any]]
 Render = Callable[[DeployValues], Objects]
@@ -178,7 +178,7 @@ class _Differ:
         if isinstance(base, dict) and isinstance(probe, dict):
             extra = [key for key in base if key not in probe]
             if extra:
-                raise TemplateError(where, f"{extra} disappear with the probe values")
+                raise YttTemplateError(where, f"{extra} disappear with the probe values")
             result: dict[str, Any] = {}
             for key, value in probe.items():
                 if key in base:
@@ -188,7 +188,7 @@ class _Differ:
             return result
         if isinstance(base, list) and isinstance(probe, list):
             if len(base) != len(probe):
-                raise TemplateError(where, "a list changes length with the probe values")
+                raise YttTemplateError(where, "a list changes length with the probe values")
             pairs = enumerate(zip(base, probe, strict=True))
             return [self.tree(b, p, f"{where}[{i}]") for i, (b, p) in pairs]
         if base == probe and type(base) is type(probe):
@@ -205,7 +205,7 @@ class _Differ:
                     return Expr(knob.ref)
         if isinstance(probe, str) and isinstance(base, str):
             return self.text(base, probe, where)
-        raise TemplateError(where, f"{base!r} becomes {probe!r}: no knob explains it")
+        raise YttTemplateError(where, f"{base!r} becomes {probe!r}: no knob explains it")
 
     def text(self, base: str, probe: str, where: str) -> Expr:
         parts: list[str | tuple[str, Knob]] = []
@@ -218,7 +218,7 @@ class _Differ:
             position = match.end()
         parts.append(probe[position:])
         if len(parts) == 1:
-            raise TemplateError(where, f"{base!r} becomes {probe!r}: no knob explains it")
+            raise YttTemplateError(where, f"{base!r} becomes {probe!r}: no knob explains it")
         regex = ""
         for part in parts:
             if isinstance(part, str):
@@ -229,7 +229,7 @@ class _Differ:
                 regex += re.escape(self.default_text(part[0], part[1]))
         aligned = re.fullmatch(regex, base, flags=re.DOTALL)
         if aligned is None:
-            raise TemplateError(where, f"{base!r} does not fit the template of {probe!r}")
+            raise YttTemplateError(where, f"{base!r} does not fit the template of {probe!r}")
         fallbacks = iter(aligned.groups())
         terms = []
         for part in parts:
@@ -284,7 +284,7 @@ class _Differ:
             if knob.default is None and any(form in text for form, _ in knob.forms())
         ]
         if len(owners) != 1:
-            raise TemplateError(where, "appears with the probe values, but for no single knob")
+            raise YttTemplateError(where, "appears with the probe values, but for no single knob")
         return f"{owners[0].ref} != None"
 
 
@@ -349,7 +349,7 @@ def templates(
         base = render(DeployValues.model_validate(base_values))
         probed = render(DeployValues.model_validate(probe_values))
         if len(base) != len(probed):
-            raise TemplateError(str(combo), "the probe values change the number of objects")
+            raise YttTemplateError(str(combo), "the probe values change the number of objects")
         expected += [(base_values, base), (probe_values, probed)]
         for obj, probe_obj in zip(base, probed, strict=True):
             tree = differ.tree(obj, probe_obj, _name(obj))
@@ -378,6 +378,6 @@ def _check(
         rendered = render_templates(texts, values)
         key = sorted(json.dumps(obj, sort_keys=True) for obj in rendered)
         if key != sorted(json.dumps(obj, sort_keys=True) for obj in objects):
-            raise TemplateError(
+            raise YttTemplateError(
                 json.dumps(values, sort_keys=True)[:200], "the templates do not give render()'s"
             )

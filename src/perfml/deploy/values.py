@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from perfml import __version__
 from perfml.config import AlertRuleSettings, Settings
+from perfml.deploy.errors import DeployError
 from perfml.errors import UsageError
 from perfml.timeparse import format_duration, parse_duration
 
@@ -49,7 +50,7 @@ def default_image() -> str:
     return f"ghcr.io/perfml/perfml:{__version__}"
 
 
-class ValuesError(UsageError):
+class ValuesError(DeployError, UsageError):
     """A values file cannot be used as written; names the file and the key."""
 
     def __init__(self, path: Path | str, problem: str) -> None:
@@ -143,7 +144,7 @@ class DeployValues(_Values):
     def for_settings(cls, settings: Settings) -> DeployValues:
         """The default values with the thresholds ``settings`` give: ``controller.threshold``
         and the effective ``InferenceLatencyHigh`` and ``InferenceErrorRateHigh`` rules."""
-        from perfml.monitoring.rules import rules_from_settings
+        from perfml.alerting.rules import rules_from_settings
 
         found = {rule.name: rule for rule in rules_from_settings(settings, include_disabled=True)}
         latency = found["InferenceLatencyHigh"].params.threshold  # type: ignore[attr-defined]

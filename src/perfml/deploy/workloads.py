@@ -14,7 +14,7 @@ Secret :data:`~perfml.deploy.security.SECRET` by reference. Which part runs what
   it ``perfml runs serve-metrics`` on :data:`JOBS_METRICS_PORT` (the job metrics Prometheus
   scrapes);
 - serving, per the values' ``serving_engine``: a ``SeldonDeployment`` or a KServe
-  ``InferenceService`` (built with :mod:`perfml.serving.export`'s builders) whose one container
+  ``InferenceService`` (built with :mod:`perfml.serving.engines`'s builders) whose one container
   runs ``perfml serve``, or a plain Deployment and Service. All serve ``serving.models`` by
   alias and reload when an alias moves.
 """
@@ -31,7 +31,7 @@ from perfml.deploy.security import (
     secret_env,
 )
 from perfml.deploy.values import ComponentResources, DeployValues
-from perfml.serving.export import kserve_resource, seldon_resource
+from perfml.serving.engines import kserve_resource, seldon_resource
 
 Json = dict[str, Any]
 

@@ -39,8 +39,8 @@ from typing import Any
 
 import yaml
 
-from perfml.errors import PerfmlError
-from perfml.monitoring.rules import number as promql_number
+from perfml.alerting.rules import number as promql_number
+from perfml.deploy.errors import DeployError
 from perfml.timeparse import parse_duration
 
 HELPERS_FILE = "helpers.star"
@@ -83,7 +83,7 @@ _SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
 _YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
 
 
-class TemplateError(PerfmlError):
+class YttTemplateError(DeployError):
     """A template cannot be written or rendered as asked; names the place and the reason."""
 
     def __init__(self, where: str, problem: str) -> None:
@@ -109,7 +109,7 @@ class When:
 
 def _scalar(value: Any) -> str:
     if isinstance(value, str) and "#@" in value:
-        raise TemplateError(repr(value[:60]), "a literal must not contain '#@'")
+        raise YttTemplateError(repr(value[:60]), "a literal must not contain '#@'")
     return json.dumps(value, ensure_ascii=True)
 
 
@@ -267,7 +267,7 @@ class _Evaluator:
         try:
             tree = ast.parse(code, mode="eval")
         except SyntaxError as exc:
-            raise TemplateError(code, f"not an expression ({exc.msg})") from None
+            raise YttTemplateError(code, f"not an expression ({exc.msg})") from None
         return self.eval(tree.body, code)
 
     def eval(self, node: ast.expr, code: str) -> Any:
@@ -299,7 +299,7 @@ class _Evaluator:
             function = _CALLS.get(node.func.id)
             if function is not None and len(node.args) == 1:
                 return function(self.eval(node.args[0], code))
-        raise TemplateError(code, f"{ast.unparse(node)!r} is outside perfml's ytt subset")
+        raise YttTemplateError(code, f"{ast.unparse(node)!r} is outside perfml's ytt subset")
 
     def lookup(self, node: ast.Attribute, code: str) -> Any:
         parts = []
@@ -309,11 +309,11 @@ class _Evaluator:
             current = current.value
         parts.reverse()
         if not (isinstance(current, ast.Name) and current.id == "data" and parts[:1] == ["values"]):
-            raise TemplateError(code, f"{ast.unparse(node)!r}: only data.values is known")
+            raise YttTemplateError(code, f"{ast.unparse(node)!r}: only data.values is known")
         value: Any = self.values
         for depth, part in enumerate(parts[1:], start=1):
             if not isinstance(value, Mapping) or part not in value:
-                raise TemplateError(code, f"no data value {'.'.join(parts[: depth + 1])}")
+                raise YttTemplateError(code, f"no data value {'.'.join(parts[: depth + 1])}")
             value = value[part]
         return value
 
@@ -339,7 +339,7 @@ def render_templates(texts: Sequence[str], values: Mapping[str, Any]) -> list[di
             if not active[-1]:
                 continue
             if stripped.startswith("#@"):
-                raise TemplateError(stripped, "an annotation outside perfml's ytt subset")
+                raise YttTemplateError(stripped, "an annotation outside perfml's ytt subset")
             for marker in (": #@ ", "- #@ "):
                 before, found, code = line.partition(marker)
                 if found:
@@ -347,6 +347,6 @@ def render_templates(texts: Sequence[str], values: Mapping[str, Any]) -> list[di
                     break
             kept.append(line)
         if len(active) != 1:
-            raise TemplateError(text.splitlines()[0] if text else "<empty>", "unbalanced #@ if")
+            raise YttTemplateError(text.splitlines()[0] if text else "<empty>", "unbalanced #@ if")
         documents.extend(doc for doc in yaml.safe_load_all("\n".join(kept)) if doc is not None)
     return documents

@@ -6,6 +6,7 @@ histograms are made per feature-store partition in one DuckDB scan and merged, s
 shards by entity. Model-quality drift comes from the labelled feedback the server stores.
 """
 
+from perfml.drift.collector import DriftCollector
 from perfml.drift.errors import (
     BadDriftRequestError,
     DriftError,
@@ -17,7 +18,6 @@ from perfml.drift.errors import (
 )
 from perfml.drift.histograms import DEFAULT_BINS, BinEdges, Histogram
 from perfml.drift.measures import MEASURES, SMOOTHING, Measure, MeasureRegistry, smoothed_shares
-from perfml.drift.metrics import DriftCollector
 from perfml.drift.quality import QualityRecord, QualityReport, quality_report
 from perfml.drift.reference import model_reference, training_window
 from perfml.drift.report import (

@@ -5,7 +5,7 @@ anomaly windows in the feature store (:class:`~perfml.featurestore.LabelWindow`)
 window after the reference, the series that carry labels are scored with the model (its
 detector from the registry, its anomaly threshold from the version: tag or metric
 ``threshold``, as the server uses it), and the flagged points are judged against the labels
-point by point: precision, recall and F1 (:mod:`perfml.evaluation.metrics`, micro-averaged
+point by point: precision, recall and F1 (:mod:`perfml.evaluation.scores`, micro-averaged
 over the series). Each series is scored from the start of the window, as a freshly loaded
 model would.
 
@@ -34,10 +34,10 @@ from perfml.drift.measures import MEASURES, MeasureRegistry
 from perfml.drift.reference import DEFAULT_ALIAS, resolve_name, training_window
 from perfml.drift.report import windows_after
 from perfml.drift.windows import DEFAULT_EVERY, Window
-from perfml.evaluation.metrics import DetectionMetrics, detection_metrics, merge_windows
 from perfml.evaluation.nab import window_rows
+from perfml.evaluation.scores import DetectionMetrics, detection_metrics, merge_windows
 from perfml.featurestore import FeatureStore
-from perfml.registry.models import load_detector
+from perfml.registry.detector_versions import load_detector
 from perfml.registry.records import ModelVersion
 from perfml.registry.registry import ModelRegistry
 from perfml.timeparse import to_epoch_ms

@@ -10,7 +10,7 @@ Evaluation is three steps, so that a caller can watch or reuse any of them:
    :func:`read_results` takes scores a detector wrote in NAB's results layout;
 3. **judge**: :func:`evaluate` scores the lot with NAB's three cost profiles
    (:func:`~perfml.evaluation.nab.score_corpus`, at NAB's swept threshold or a given one) and
-   adds the detection metrics of :mod:`perfml.evaluation.metrics` at each profile's threshold.
+   adds the detection metrics of :mod:`perfml.evaluation.scores` at each profile's threshold.
 
 The protocols:
 
@@ -50,12 +50,6 @@ from perfml.detectors import create
 from perfml.detectors.errors import NotFittedError
 from perfml.detectors.frames import Floats, Millis
 from perfml.errors import PerfmlError, UsageError
-from perfml.evaluation.metrics import (
-    DEFAULT_K,
-    DetectionMetrics,
-    detection_metrics,
-    merge_windows,
-)
 from perfml.evaluation.nab import (
     PROBATION_FRACTION,
     PROFILES,
@@ -65,6 +59,12 @@ from perfml.evaluation.nab import (
     probation_rows,
     score_corpus,
     window_rows,
+)
+from perfml.evaluation.scores import (
+    DEFAULT_K,
+    DetectionMetrics,
+    detection_metrics,
+    merge_windows,
 )
 from perfml.featurestore.schema import TIMESTAMP_TYPE
 from perfml.sources.fleet import METRICS

@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from perfml.featurestore import manifest as mf
-from perfml.featurestore.ingest import _merge, _overlapping
+from perfml.featurestore.write_path import _merge, _overlapping
 
 DEFAULT_MAX_FILES = 16
 """A partition with more files than this is compacted."""

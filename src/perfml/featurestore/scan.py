@@ -19,10 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from perfml.featurestore.ingest import ROW_GROUP_ROWS
 from perfml.featurestore.manifest import DataFile
 from perfml.featurestore.query import Selection
 from perfml.featurestore.schema import READ_SCHEMA, TIMESTAMP_TYPE
+from perfml.featurestore.write_path import ROW_GROUP_ROWS
 from perfml.timeparse import to_epoch_ms
 
 

@@ -37,10 +37,10 @@ from perfml.featurestore.compaction import (
     CompactionReport,
     compact,
 )
-from perfml.featurestore.ingest import IngestReport, write_points
 from perfml.featurestore.manifest import LabelWindow, Manifest
 from perfml.featurestore.query import Selection
 from perfml.featurestore.schema import LONG_SCHEMA, READ_SCHEMA, SeriesKey
+from perfml.featurestore.write_path import IngestReport, write_points
 
 Points: TypeAlias = pa.Table | pa.RecordBatch | pd.DataFrame
 _READ_ATTEMPTS = 3

@@ -1,7 +1,7 @@
 """Serving the job metrics at ``/metrics`` over HTTP: a thin adapter over a registry.
 
 The server owns a fresh :class:`~prometheus_client.CollectorRegistry` holding a
-:class:`~perfml.pipelines.metrics.JobMetricsCollector` (or serves the registry given), always
+:class:`~perfml.pipelines.job_metrics.JobMetricsCollector` (or serves the registry given), always
 in the Prometheus text format 0.0.4, as kube-state-metrics does (the names are all classic
 ones, so no content negotiation is needed)::
 
@@ -23,7 +23,12 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from perfml.pipelines.dsl import Pipeline, Resources
 from perfml.pipelines.history import RunHistory
-from perfml.pipelines.metrics import DEFAULT_NAMESPACE, JobMetricsCollector, Window, requests_from
+from perfml.pipelines.job_metrics import (
+    DEFAULT_NAMESPACE,
+    JobMetricsCollector,
+    Window,
+    requests_from,
+)
 
 METRICS_PATH = "/metrics"
 

@@ -18,7 +18,8 @@ compiles to Kubeflow: where the store and the registry are (``store``, ``registr
   (its own ``fit``, e.g. ``iforest``) is fitted on the first entity's frame, then ``learn``s
   the others. The saved detector is the step's artifact.
 - **evaluate** scores the held-out window ``[split, end)`` with the promotion gate's own
-  evaluator (:class:`~perfml.evaluation.gate.LabelledWindowEvaluator`: NAB standard at the
+  evaluator (:class:`~perfml.evaluation.labelled_window.LabelledWindowEvaluator`: NAB standard
+  at the
   swept threshold, event and point F1), and writes the figures as JSON.
 - **register** records the version with its lineage (the run id, the training window, the
   features and the figures) and, with ``promote``, moves the alias through the gate, both
@@ -317,7 +318,7 @@ def evaluate(
 ) -> dict[str, float]:
     """The promotion gate's figures of the candidate on the held-out ``[split, end)``."""
     from perfml.detectors import load
-    from perfml.evaluation.gate import GateDataError, LabelledWindowEvaluator
+    from perfml.evaluation.labelled_window import GateDataError, LabelledWindowEvaluator
     from perfml.featurestore import FeatureStore
 
     split, last = split_instant(start, end, holdout), parse_instant(end, "end")
@@ -355,10 +356,10 @@ def register(
     """Register the version with its lineage; with ``promote``, move ``alias`` through the gate."""
     from perfml.config import RegistrySettings, Settings
     from perfml.detectors import load
-    from perfml.evaluation.gate import GateDataError, LabelledWindowEvaluator
+    from perfml.evaluation.labelled_window import GateDataError, LabelledWindowEvaluator
     from perfml.featurestore import FeatureStore
     from perfml.registry import MetricThreshold, PromotionRefusedError
-    from perfml.registry.models import register_detector
+    from perfml.registry.detector_versions import register_detector
     from perfml.registry.setup import open_registry
 
     split = split_instant(start, end, holdout)

@@ -9,7 +9,7 @@
 
 from perfml.serving.dataplane import DataPlane
 from perfml.serving.errors import ServingError
-from perfml.serving.models import LoadedModel, ModelRepository
+from perfml.serving.repository import LoadedModel, ModelRepository
 from perfml.serving.rest import NoMetrics, ServingMetrics, build_app
 
 __all__ = [

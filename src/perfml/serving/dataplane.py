@@ -33,7 +33,7 @@ from perfml.serving.errors import (
     InvalidRequestError,
     UnprocessableInputError,
 )
-from perfml.serving.models import LoadedModel, ModelRepository
+from perfml.serving.repository import LoadedModel, ModelRepository
 from perfml.serving.types import (
     FeedbackRequest,
     FeedbackResponse,

@@ -52,7 +52,7 @@ from perfml.serving.errors import (
     ServingError,
     UnprocessableInputError,
 )
-from perfml.serving.models import LoadedModel
+from perfml.serving.repository import LoadedModel
 from perfml.serving.types import InferenceRequest
 
 REGISTRY_SCHEME = "perfml:"
@@ -96,7 +96,7 @@ class PerfmlRuntime(MLModel):  # type: ignore[misc]  # mlserver ships no type in
 
     def _load_from_registry(self, uri: str, extra: dict[str, Any]) -> tuple[ModelVersion, Detector]:
         from perfml.config import load_settings
-        from perfml.registry.models import load_detector
+        from perfml.registry.detector_versions import load_detector
         from perfml.registry.setup import open_registry
 
         ref = parse_ref(uri.removeprefix(REGISTRY_SCHEME))

@@ -54,7 +54,7 @@ _KINDS = {"infer": ("infer", "predictions"), "feedback": ("feedback", "feedback"
 
 
 class ServingMetrics(Protocol):
-    """What the server reports to; :class:`perfml.serving.metrics.ServingMetrics` is one."""
+    """What the server reports to; :class:`perfml.serving.telemetry.ServingMetrics` is one."""
 
     def observe_request(
         self,

@@ -11,9 +11,9 @@ from perfml.config import Settings
 from perfml.featurestore import FeatureStore
 from perfml.registry.setup import open_registry
 from perfml.serving.dataplane import DataPlane
-from perfml.serving.metrics import ServingMetrics
-from perfml.serving.models import ModelRepository
+from perfml.serving.repository import ModelRepository
 from perfml.serving.rest import build_app
+from perfml.serving.telemetry import ServingMetrics
 from perfml.timeparse import parse_duration
 
 

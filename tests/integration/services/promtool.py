@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 from tests.integration.services.common import require_binary
 
-from perfml.monitoring.promql import STALE_NAN, MemorySeries, Sample
-from perfml.monitoring.promql.series import format_labels
+from perfml.promql import STALE_NAN, MemorySeries, Sample
+from perfml.promql.series import format_labels
 
 _EXPANDING = re.compile(r"^([-+]?[0-9.eE+-]+?)(?:([+-])([0-9.eE+-]+))?x(\d+)$")
 
