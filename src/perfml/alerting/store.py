@@ -1,12 +1,13 @@
 """Alerts in the metadata database: current state, history, silences, the notification log.
 
 Tables of their own beside the registry's (SQLite by default, PostgreSQL by URL). Every write
-is one transaction taken with :data:`perfml.registry.db.WRITE`, so concurrent writers queue
+is one transaction taken with :data:`perfml.metadata.WRITE`, so concurrent writers queue
 instead of failing. The current alerts and the dispatcher's notification log are the state a
 restarted rule engine resumes from: a pending alert keeps its ``active_at`` and a notified
 group is not notified again.
 
->>> store = AlertStore("sqlite:///:memory:")
+>>> from perfml.metadata import MetadataDatabase
+>>> store = AlertStore(MetadataDatabase("sqlite:///:memory:"))
 >>> silence = store.add_silence(["alertname=JobFailed"], 0, 3_600_000, "ana", "rollout")
 >>> [s.id == silence.id for s in store.silences(at_ms=60_000)]
 [True]
@@ -41,7 +42,7 @@ from perfml.alerting.alerts import Alert, AlertState
 from perfml.alerting.dispatch import LabelMatcher, Silence
 from perfml.alerting.errors import AlertingError
 from perfml.alerting.notify import Delivery
-from perfml.registry import db
+from perfml.metadata import Tables, TableOwner
 
 metadata = MetaData()
 
@@ -113,6 +114,9 @@ notify_log = Table(
     Column("at_ms", BigInteger, nullable=False),
 )
 
+TABLES = Tables("alerts", 1, metadata)
+"""The tables of alerts, at schema version 1."""
+
 
 class SilenceNotFoundError(AlertingError):
     def __init__(self, silence_id: str) -> None:
@@ -180,25 +184,19 @@ class HistoryEntry:
     value: float
 
 
-class AlertStore:
+class AlertStore(TableOwner):
     """The alerting tables in the database at ``url`` (created if missing)."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine: Engine = db.connect_with(url, metadata)
+    tables = TABLES
 
-    def close(self) -> None:
-        self.engine.dispose()
 
-    def _write(self) -> Any:
-        return self.engine.execution_options(**db.WRITE).begin()
 
     # -- the tracker's state and its history -----------------------------------------------
 
     def save_evaluation(self, transitions: Sequence[Alert], tracked: Sequence[Alert]) -> None:
         """In one transaction: append ``transitions`` to the history (each with the state it
         left, read from the stored current alerts) and make ``tracked`` the current alerts."""
-        with self._write() as con:
+        with self.write() as con:
             before = {
                 (r.rule, r.fingerprint): r.state
                 for r in con.execute(select(current.c.rule, current.c.fingerprint, current.c.state))
@@ -256,7 +254,7 @@ class AlertStore:
     ) -> Silence:
         """Record a new silence (matchers as ``name=value`` / ``name=~regex``); return it."""
         silence = Silence.new(matchers, starts_at_ms, ends_at_ms, created_by, comment)
-        with self._write() as con:
+        with self.write() as con:
             con.execute(
                 silences.insert().values(
                     id=silence.id,
@@ -281,7 +279,7 @@ class AlertStore:
 
     def expire_silence(self, silence_id: str, at_ms: int) -> None:
         """End the silence at ``at_ms`` (kept for the record, as Alertmanager does)."""
-        with self._write() as con:
+        with self.write() as con:
             row = con.execute(select(silences).where(silences.c.id == silence_id)).first()
             if row is None:
                 raise SilenceNotFoundError(silence_id)
@@ -301,7 +299,7 @@ class AlertStore:
             for d in deliveries
         ]  # fmt: skip
         if rows:
-            with self._write() as con:
+            with self.write() as con:
                 con.execute(notifications.insert(), rows)
 
     def deliveries(self, since_ms: int | None = None, limit: int = 1000) -> list[Delivery]:
@@ -319,7 +317,7 @@ class AlertStore:
 
     def save_notify_log(self, entries: Sequence[dict[str, Any]]) -> None:
         """Replace the dispatcher's notification log (see ``Dispatcher.export_log``)."""
-        with self._write() as con:
+        with self.write() as con:
             con.execute(delete(notify_log))
             if entries:
                 con.execute(notify_log.insert(), [dict(e) for e in entries])

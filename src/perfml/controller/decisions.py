@@ -10,7 +10,8 @@ in the metadata database beside the registry's tables. The log is the controller
 - **metrics**: ``perfml_controller_actions_total{action}`` counts the log's rows, so it is the
   same in every process and survives restarts.
 
->>> log = DecisionLog("sqlite://")
+>>> from perfml.metadata import MetadataDatabase
+>>> log = DecisionLog(MetadataDatabase("sqlite://"))
 >>> first = log.record(Decision.new("cpu", "2026-04", Action.NO_DRIFT, at_ms=1, reasons=["ok"]))
 >>> log.record(Decision.new("cpu", "2026-04", Action.NO_DRIFT, at_ms=2)) is None
 True
@@ -44,7 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from perfml.registry import db
+from perfml.metadata import Tables, TableOwner
 
 
 class Action(StrEnum):
@@ -156,16 +157,15 @@ decisions = Table(
     Index("ix_controller_decisions_model_at", "model", "at_ms"),
 )
 
+TABLES = Tables("decisions", 1, metadata)
+"""The tables of decisions, at schema version 1."""
 
-class DecisionLog:
+
+class DecisionLog(TableOwner):
     """The decisions in the metadata database at ``url`` (SQLite or PostgreSQL)."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine: Engine = db.connect_with(url, metadata)
+    tables = TABLES
 
-    def close(self) -> None:
-        self.engine.dispose()
 
     def record(self, decision: Decision) -> Decision | None:
         """Record ``decision``; None if the model already has a decision for that window
@@ -173,7 +173,7 @@ class DecisionLog:
         row = decision.to_json() | {"reasons": list(decision.reasons), "message": ""}
         row["action"] = decision.action.value
         try:
-            with self.engine.execution_options(**db.WRITE).begin() as con:
+            with self.write() as con:
                 con.execute(decisions.insert().values(**row))
         except IntegrityError:
             return None

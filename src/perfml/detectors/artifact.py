@@ -17,6 +17,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,7 @@ def read(path: str | os.PathLike[str]) -> Saved:
 def _member(archive: zipfile.ZipFile, path: Path, member: str) -> bytes:
     try:
         return archive.read(member)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         raise ArtifactError(path, f"member {member} is unreadable ({exc}; truncated?)") from None
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import copy
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
@@ -38,8 +37,14 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from perfml.detectors import artifact
-from perfml.detectors.errors import ArtifactError, BadParamsError, UnknownDetectorError
+from perfml.detectors.errors import (
+    ArtifactError,
+    BadParamsError,
+    DetectorNameTakenError,
+    UnknownDetectorError,
+)
 from perfml.detectors.frames import Floats, Frame, Millis, as_arrays
+from perfml.plugins import Registry
 
 State = tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]
 """A detector's state: JSON-able metadata and named numeric arrays."""
@@ -145,40 +150,40 @@ def _problems(exc: ValidationError) -> str:
     )
 
 
-_REGISTRY: dict[str, type[Detector]] = {}
+DETECTORS: Registry[type[Detector]] = Registry(
+    "detector",
+    unknown=UnknownDetectorError,
+    taken=DetectorNameTakenError,
+    builtins="perfml.detectors.builtin",
+)
+"""The default registry: perfml's built-in detectors, and any a plugin registers on import."""
 D = TypeVar("D", bound=type[Detector])
 
 
 def register(cls: D) -> D:
-    """Class decorator: make a detector available by its ``name``."""
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"detector name {cls.name!r} is taken by {_REGISTRY[cls.name]}")
-    _REGISTRY[cls.name] = cls
-    return cls
+    """Class decorator: make a detector available by its ``name`` in :data:`DETECTORS`."""
+    return DETECTORS.register(cls)
 
 
-def available() -> list[str]:
+def available(registry: Registry[type[Detector]] | None = None) -> list[str]:
     """The names of every registered detector."""
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return sorted((registry or DETECTORS).names())
 
 
-def create(name: str, **params: Any) -> Detector:
+def create(name: str, registry: Registry[type[Detector]] | None = None, **params: Any) -> Detector:
     """A new detector of kind ``name`` with ``params``."""
-    _load_builtins()
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        raise UnknownDetectorError(name, list(_REGISTRY))
-    return cls(**params)
+    return (registry or DETECTORS).get(name)(**params)
 
 
-def load(path: str | os.PathLike[str]) -> Detector:
+def load(
+    path: str | os.PathLike[str], registry: Registry[type[Detector]] | None = None
+) -> Detector:
     """A detector saved with :meth:`Detector.save`, verified (see :mod:`.artifact`)."""
     saved = artifact.read(path)
-    _load_builtins()
-    cls = _REGISTRY.get(saved.kind)
-    if cls is None:
+    chosen = registry or DETECTORS
+    if saved.kind not in chosen:
         raise ArtifactError(path, f"detector kind {saved.kind!r} is not known to this perfml")
+    cls = chosen.get(saved.kind)
     if saved.state_version != cls.state_version:
         raise ArtifactError(
             path,
@@ -198,13 +203,3 @@ def load(path: str | os.PathLike[str]) -> Detector:
             path, f"saved state does not fit a {saved.kind} detector ({exc})"
         ) from None
     return detector
-
-
-_BUILTINS_LOADED: list[Callable[[], None]] = []
-
-
-def _load_builtins() -> None:
-    """Import the built-in detectors once, so that they register themselves."""
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED.append(_load_builtins)
-        from perfml.detectors import builtin  # noqa: F401

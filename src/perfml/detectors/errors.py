@@ -3,16 +3,19 @@
 import os
 
 from perfml.errors import PerfmlError, UsageError
+from perfml.plugins import PluginTakenError, UnknownPluginError
 
 
 class DetectorError(PerfmlError):
     """The root of the detectors' failures."""
 
 
-class UnknownDetectorError(DetectorError, UsageError):
-    def __init__(self, name: str, known: list[str]) -> None:
-        self.name = name
-        super().__init__(f"detector {name!r} is not one of {', '.join(sorted(known))}")
+class UnknownDetectorError(DetectorError, UnknownPluginError):
+    """No detector of that name is registered."""
+
+
+class DetectorNameTakenError(DetectorError, PluginTakenError):
+    """Two detector classes were registered under one name."""
 
 
 class BadParamsError(DetectorError, UsageError):

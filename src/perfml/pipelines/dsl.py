@@ -1,7 +1,8 @@
 """Steps and pipelines: plain functions declared with ``@step``, wired into a checked DAG.
 
 A step is a function. Its parameters are its inputs; an input bound to another task's
-artifact arrives as a :class:`~pathlib.Path` to read, any other input by value (JSON). The
+artifact arrives as a :class:`~pathlib.Path` to read, one bound to a :class:`Part` of the
+workspace (the feature store, the registry) as that object, any other by value (JSON). The
 names in ``outputs=`` are artifacts the step writes: each arrives as a ``Path`` argument to
 write to, inside the run's workspace. The return value is the step's small output, passed by
 value (it must be JSON). Everything is checked when it is declared, not when it runs::
@@ -212,8 +213,19 @@ class Ref:
     output: str | None = None
 
 
-Binding = Param | Ref | Any
-"""What an input is bound to: a :class:`Param`, a :class:`Ref`, or a literal JSON value."""
+@dataclass(frozen=True)
+class Part:
+    """An input bound to a part of the workspace the job runs in, by the part's name
+    (``"store"``, ``"registry"``…): opened in the job's own process from the runner's
+    :class:`~perfml.pipelines.parts.PartsSource` and handed to the step as an object, so that a
+    step takes the parts it uses, not where to find them."""
+
+    name: str
+
+
+Binding = Param | Ref | Part | Any
+"""What an input is bound to: a :class:`Param`, a :class:`Ref`, a :class:`Part`, or a literal
+JSON value."""
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from perfml.pipelines.states import (
     RunRecord,
     Transition,
 )
-from perfml.registry import db
+from perfml.metadata import Tables, TableOwner
 
 metadata = MetaData()
 
@@ -103,6 +103,9 @@ transitions = Table(
     Index("ix_pipeline_transitions_job", "run_id", "task", "seq"),
 )
 
+TABLES = Tables("history", 1, metadata)
+"""The tables of history, at schema version 1."""
+
 
 def _process_started(pid: int | None) -> float | None:
     """The start time of process ``pid`` if it is alive (a pid alone may have been reused)."""
@@ -114,25 +117,19 @@ def _process_started(pid: int | None) -> float | None:
         return None
 
 
-class RunHistory:
-    """Runs, jobs and transitions of pipelines, in the database at ``url``."""
+class RunHistory(TableOwner):
+    """Runs, jobs and transitions of pipelines, in the metadata database."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine: Engine = db.connect_with(url, metadata)
+    tables = TABLES
 
-    def close(self) -> None:
-        self.engine.dispose()
 
-    def _write(self) -> Any:
-        return self.engine.execution_options(**db.WRITE).begin()
 
     # -- writes, each one transaction -------------------------------------------------------
 
     def start_run(self, run: RunRecord, runner_pid: int) -> None:
         """Record a new run and its jobs, owned by the runner process ``runner_pid``."""
         now = time.time()
-        with self._write() as con:
+        with self.write() as con:
             con.execute(
                 runs.insert().values(
                     id=run.run_id,
@@ -158,7 +155,7 @@ class RunHistory:
                 self._insert_transitions(con, job, job.transitions, 0)
 
     def save_run(self, run: RunRecord) -> None:
-        with self._write() as con:
+        with self.write() as con:
             con.execute(
                 runs.update()
                 .where(runs.c.id == run.run_id)
@@ -174,7 +171,7 @@ class RunHistory:
     def save_job(self, job: JobRecord, stored_transitions: int) -> None:
         """Write ``job``'s row and the transitions it has beyond the first
         ``stored_transitions`` already recorded, in one transaction."""
-        with self._write() as con:
+        with self.write() as con:
             con.execute(
                 jobs.update()
                 .where(jobs.c.run_id == job.run_id, jobs.c.task == job.task)
@@ -185,7 +182,7 @@ class RunHistory:
 
     def heartbeat(self, run_id: str) -> bool:
         """Refresh the run's heartbeat; says whether a cancel was requested meanwhile."""
-        with self._write() as con:
+        with self.write() as con:
             con.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=time.time()))
             return bool(
                 con.execute(select(runs.c.cancel_requested).where(runs.c.id == run_id)).scalar()
@@ -193,7 +190,7 @@ class RunHistory:
 
     def request_cancel(self, run_id: str) -> None:
         """Ask the runner that owns the run to cancel it (from any process)."""
-        with self._write() as con:
+        with self.write() as con:
             found = con.execute(
                 runs.update().where(runs.c.id == run_id).values(cancel_requested=True)
             )
@@ -226,7 +223,7 @@ class RunHistory:
         run = self.get_run(run_id)
         message = f"runner pid {runner_pid} died while the job was active"
         orphaned = []
-        with self._write() as con:
+        with self.write() as con:
             for job in run.jobs.values():
                 if not job.state.is_active:
                     continue

@@ -1,30 +1,33 @@
-"""Running the training pipeline on this machine, as ``perfml train`` and the demo do.
+"""Running the training pipeline on this machine, as ``perfml train``, the controller and the
+demo do.
 
-The pipeline runs on the :class:`~perfml.pipelines.runner.LocalRunner` over the workspace
-(runs under ``<workspace>/runs``), its history in the workspace's metadata database, within
-the capacity of ``pipelines`` in the settings.
+The pipeline runs on a :class:`~perfml.pipelines.runner.LocalRunner` (a workspace gives one
+with its run history, capacity and parts: :meth:`perfml.workspace.Workspace.runner`); the
+request says what to train and whether to promote; the outcome is the register step's
+:class:`~perfml.pipelines.outcomes.TrainingOutcome`.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from perfml.config import Settings
+from perfml.config import PipelinesSettings
 from perfml.detectors import create
 from perfml.errors import PerfmlError
 from perfml.pipelines.dsl import Resources
-from perfml.pipelines.history import RunHistory
+from perfml.pipelines.outcomes import TrainingOutcome
 from perfml.pipelines.runner import LocalRunner
 from perfml.pipelines.states import JobState, RunRecord
 from perfml.pipelines.training import build_training_pipeline, split_instant
+from perfml.registry.gate import MetricThreshold
 from perfml.timeparse import parse_duration
 
 
@@ -49,76 +52,78 @@ class TrainingFailedError(PerfmlError):
         )
 
 
-def runner_capacity(settings: Settings) -> Resources:
+def runner_capacity(pipelines: PipelinesSettings) -> Resources:
     """The runner's capacity: ``pipelines`` in the settings, this machine's by default."""
-    capacity = settings.pipelines
     return Resources(
-        cpu=capacity.cpu or psutil.cpu_count() or 1,
-        memory=capacity.memory or psutil.virtual_memory().total,
+        cpu=pipelines.cpu or psutil.cpu_count() or 1,
+        memory=pipelines.memory or psutil.virtual_memory().total,
     )
 
 
-def runner_for(settings: Settings, history: RunHistory) -> LocalRunner:
-    """The local runner on the workspace (runs under ``<workspace>/runs``)."""
-    return LocalRunner(history, settings.workspace.absolute(), runner_capacity(settings))
+@dataclass(frozen=True)
+class TrainingRequest:
+    """What to train: a ``detector`` (with ``params``) on ``metrics`` over ``[start, end)``, the
+    last ``holdout`` share held out to evaluate, registered as ``model`` (the metrics' names
+    joined by default) and, with ``promote``, moved to ``alias`` through the ``gate``."""
+
+    detector: str
+    metrics: Sequence[str]
+    start: datetime
+    end: datetime
+    entities: Sequence[str] | None = None
+    model: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    holdout: float = 0.2
+    promote: bool = False
+    alias: str = "production"
+    gate: Sequence[MetricThreshold] = ()
+
+    def check(self) -> None:
+        """Refuse an unknown detector or parameter, or a bad window, before anything runs."""
+        create(self.detector, **self.params)
+        split_instant(self.start.isoformat(), self.end.isoformat(), self.holdout)
+
+    def run_params(self, run_id: str) -> dict[str, Any]:
+        """The training pipeline's run parameters."""
+        return {
+            "metrics": list(self.metrics),
+            "entities": list(self.entities) if self.entities else None,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "holdout": self.holdout,
+            "detector": self.detector,
+            "detector_params": dict(self.params),
+            "model": self.model or "-".join(self.metrics),
+            "promote": self.promote,
+            "alias": self.alias,
+            "gate": [threshold.__dict__.copy() for threshold in self.gate],
+            "run_id": run_id,
+        }
 
 
 @dataclass(frozen=True)
 class Training:
-    """What ``perfml train`` and the demo run: the run's record and the register step's value."""
+    """A finished training run: its record and what it registered."""
 
     run: RunRecord
-    registered: dict[str, Any]
+    outcome: TrainingOutcome
 
 
 def run_training(
-    settings: Settings,
-    *,
-    detector: str,
-    metrics: Sequence[str],
-    start: datetime,
-    end: datetime,
-    entities: Sequence[str] | None = None,
-    model: str | None = None,
-    params: dict[str, Any] | None = None,
-    holdout: float = 0.2,
-    promote: bool = False,
-    alias: str = "production",
+    runner: LocalRunner, request: TrainingRequest, pipelines: PipelinesSettings | None = None
 ) -> Training:
-    """Run the training pipeline; raises :class:`TrainingFailedError` if it did not succeed."""
-    create(detector, **(params or {}))  # refuse an unknown detector or parameter before running
-    split_instant(start.isoformat(), end.isoformat(), holdout)
-    pipelines = settings.pipelines
+    """Run the training pipeline for ``request`` on ``runner`` (each step's timeout and retries
+    as ``pipelines`` set them); raises :class:`TrainingFailedError` if it did not succeed."""
+    request.check()
+    chosen = pipelines or PipelinesSettings()
     timeout = None
-    if pipelines.step_timeout is not None:
-        timeout = parse_duration(pipelines.step_timeout).total_seconds()
-    pipeline = build_training_pipeline(timeout=timeout, retries=pipelines.step_retries)
+    if chosen.step_timeout is not None:
+        timeout = parse_duration(chosen.step_timeout).total_seconds()
+    pipeline = build_training_pipeline(timeout=timeout, retries=chosen.step_retries)
     run_id = f"training-{uuid.uuid4().hex[:12]}"
-    values = {
-        "store": str(settings.store_path.absolute()),
-        "registry_url": settings.registry_url,
-        "workspace": str(settings.workspace.absolute()),
-        "artifacts": settings.registry.artifacts or str(settings.artifacts_path.absolute()),
-        "metrics": list(metrics),
-        "entities": list(entities) if entities else None,
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "holdout": holdout,
-        "detector": detector,
-        "detector_params": params or {},
-        "model": model or "-".join(metrics),
-        "promote": promote,
-        "alias": alias,
-        "gate": [t.model_dump() for t in settings.registry.gate],
-        "run_id": run_id,
-    }
-    history = RunHistory(settings.registry_url)
-    try:
-        with runner_for(settings, history) as runner:
-            run = runner.run(pipeline, values, run_id=run_id)
-    finally:
-        history.close()
+    run = runner.run(pipeline, request.run_params(run_id), run_id=run_id)
     if run.state is not JobState.SUCCEEDED:
         raise TrainingFailedError(run)
     result = Path(run.workspace) / "register" / "result.json"
-    return Training(run, json.loads(result.read_text())["value"])
+    value = json.loads(result.read_text())["value"]
+    return Training(run, TrainingOutcome.model_validate(value))

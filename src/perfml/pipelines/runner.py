@@ -30,9 +30,10 @@ from typing import Any
 import psutil
 
 from perfml.pipelines.cache import StepCache
-from perfml.pipelines.dsl import Param, Pipeline, Ref, Resources, Task
+from perfml.pipelines.dsl import Param, Part, Pipeline, Ref, Resources, Task
 from perfml.pipelines.errors import ExceedsCapacityError, MissingInputError
 from perfml.pipelines.history import RunHistory
+from perfml.pipelines.parts import NoPartsSourceError, PartsSource
 from perfml.pipelines.launcher import Launcher, WorkerProcess, default_launcher, exit_usage
 from perfml.pipelines.processes import TreeSampler, kill_tree, log_tail
 from perfml.pipelines.states import JobRecord, JobState, Reason, RunRecord
@@ -68,6 +69,9 @@ class _RunState:
 class LocalRunner:
     """Runs pipelines on this machine within ``capacity``, recording into ``history``.
 
+    ``parts`` is where the jobs open the parts of the workspace that tasks bound to a
+    :class:`~perfml.pipelines.dsl.Part` take (see :mod:`perfml.pipelines.parts`).
+
     Starting a runner first marks the jobs of runners that died ``Orphaned``. ``run`` blocks
     until the run ends; ``cancel`` (from another thread, or ``history.request_cancel`` from
     another process) stops it: running jobs are killed, pending ones never start.
@@ -84,8 +88,10 @@ class LocalRunner:
         orphan_after: float = 30.0,
         environ: Mapping[str, str] | None = None,
         launcher: Launcher | None = None,
+        parts: PartsSource | None = None,
     ) -> None:
         self.history = history
+        self.parts = parts
         self.launcher = launcher or default_launcher()
         weakref.finalize(self, self.launcher.close)
         self.workspace = workspace
@@ -161,6 +167,8 @@ class LocalRunner:
                         input_name,
                         f"run parameter {binding.name!r} not given",
                     )
+                if isinstance(binding, Part) and self.parts is None:
+                    raise NoPartsSourceError(pipeline.name, task.name, binding.name)
             wanted = task.step.resources
             if wanted.cpu > self.capacity.cpu:
                 raise ExceedsCapacityError(task.name, "cpu", wanted.cpu, self.capacity.cpu)
@@ -260,9 +268,10 @@ class LocalRunner:
             if job.reason is not Reason.PRECONDITION_MISSING or job.message != message:
                 self._move(state, task.name, JobState.PENDING, Reason.PRECONDITION_MISSING, message)
             return
-        values, paths = self._inputs(state, task)
+        values, paths, parts = self._inputs(state, task)
         outputs = {o: self._paths(state, task.name) / "outputs" / o for o in task.step.outputs}
-        key = StepCache.key(task.step, values, paths) if task.step.cache else ""
+        parted = {**values, **{name: f"part:{part}" for name, part in parts.items()}}
+        key = StepCache.key(task.step, parted, paths) if task.step.cache else ""
         if key:
             hit, value = self.cache.restore(key, outputs)
             if hit:
@@ -286,7 +295,7 @@ class LocalRunner:
             if job.reason is not Reason.UNSCHEDULABLE:
                 self._move(state, task.name, JobState.PENDING, Reason.UNSCHEDULABLE, message)
             return
-        self._launch(state, task, values, paths, outputs, key)
+        self._launch(state, task, values, paths, parts, outputs, key)
 
     def _free(self, state: _RunState) -> tuple[float, int]:
         running = [state.pipeline.tasks[name].step.resources for name in state.attempts]
@@ -294,11 +303,17 @@ class LocalRunner:
         memory = self.capacity.memory_bytes - sum(r.memory_bytes for r in running)
         return cpu, memory
 
-    def _inputs(self, state: _RunState, task: Task) -> tuple[dict[str, Any], dict[str, Path]]:
+    def _inputs(
+        self, state: _RunState, task: Task
+    ) -> tuple[dict[str, Any], dict[str, Path], dict[str, str]]:
+        """The task's inputs by value, by path (artifacts) and by part (input → part name)."""
         values: dict[str, Any] = {}
         paths: dict[str, Path] = {}
+        parts: dict[str, str] = {}
         for name, binding in task.inputs.items():
-            if isinstance(binding, Param):
+            if isinstance(binding, Part):
+                parts[name] = binding.name
+            elif isinstance(binding, Param):
                 values[name] = state.params[binding.name]
             elif isinstance(binding, Ref):
                 if binding.output is None:
@@ -307,7 +322,7 @@ class LocalRunner:
                     paths[name] = self._paths(state, binding.task) / "outputs" / binding.output
             else:
                 values[name] = binding
-        return values, paths
+        return values, paths, parts
 
     def _launch(
         self,
@@ -315,6 +330,7 @@ class LocalRunner:
         task: Task,
         values: dict[str, Any],
         paths: dict[str, Path],
+        parts: dict[str, str],
         outputs: dict[str, Path],
         key: str,
     ) -> None:
@@ -329,6 +345,7 @@ class LocalRunner:
             paths,
             outputs,
             folder / "result.json",
+            parts=self._parts_spec(parts),
         )
         env = {**os.environ, **(self.environ or {}), "PYTHONUNBUFFERED": "1"}
         log_path = Path(job.log_path)
@@ -350,6 +367,11 @@ class LocalRunner:
             pid=process.pid,
             cache_key=key,
         )
+
+    def _parts_spec(self, parts: dict[str, str]) -> dict[str, Any] | None:
+        if not parts or self.parts is None:
+            return None
+        return {"source": self.parts.model_dump(), "inputs": parts}
 
     # -- watching -----------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
 """The built-in training pipeline: query features → preprocess → train → evaluate → register.
 
 Every input is a run parameter, JSON-simple, so the same pipeline runs on the local runner and
-compiles to Kubeflow: where the store and the registry are (``store``, ``registry_url``,
-``artifacts``, ``workspace``), what to train on (``metrics``, ``entities``, the window
+compiles to Kubeflow — what to train on (``metrics``, ``entities``, the window
 ``start``/``end`` and the held-out share ``holdout``), what to train (``detector``,
-``detector_params``, ``model``) and whether to promote (``promote``, ``alias``, ``gate``).
+``detector_params``, ``model``), whether to promote (``promote``, ``alias``, ``gate``) and the
+run's id (``run_id``) — except the parts of the workspace the steps use, the feature store and
+the registry, which each job opens in its own process (:class:`~perfml.pipelines.dsl.Part`).
 
 - **query** checks the selection against the store (points per series over the window, by
   DuckDB) and writes it as JSON; a metric with no point in the window fails the run here.
@@ -23,7 +24,8 @@ compiles to Kubeflow: where the store and the registry are (``store``, ``registr
   swept threshold, event and point F1), and writes the figures as JSON.
 - **register** records the version with its lineage (the run id, the training window, the
   features and the figures) and, with ``promote``, moves the alias through the gate, both
-  versions evaluated on the same held-out window.
+  versions evaluated on the same held-out window; it returns the
+  :class:`~perfml.pipelines.outcomes.TrainingOutcome`.
 
 >>> build_training_pipeline().order
 ('query', 'preprocess', 'train', 'evaluate', 'register')
@@ -36,15 +38,29 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from perfml.errors import UsageError
-from perfml.pipelines.dsl import Param, Pipeline, Ref, Resources, StepDefinition, Task, step
+from perfml.pipelines.dsl import (
+    Param,
+    Part,
+    Pipeline,
+    Ref,
+    Resources,
+    StepDefinition,
+    Task,
+    step,
+)
 from perfml.pipelines.errors import PipelineError
+from perfml.pipelines.outcomes import GateVerdict, TrainingOutcome
 from perfml.timeparse import parse_instant
+
+if TYPE_CHECKING:
+    from perfml.featurestore import FeatureStore
+    from perfml.registry import ModelRegistry
 
 PIPELINE = "training"
 LONG_BATCH = pa.schema(
@@ -58,11 +74,9 @@ DEFAULTS: dict[str, Any] = {
     "detector_params": {},
     "step": "5m",
     "batch_rows": 65_536,
-    "artifacts": None,
     "promote": False,
     "alias": "production",
     "gate": [],
-    "run_id": "",
 }
 """Run parameters with a default; the others must be given."""
 
@@ -97,12 +111,6 @@ training_step: Callable[..., Callable[[Callable[..., Any]], StepDefinition]] = s
 """``@step``, typed: each step below is a :class:`StepDefinition`."""
 
 
-def _run_id(given: str) -> str:
-    """The run id given, else the one the local runner's layout tells (``runs/RUN/TASK``)."""
-    here = Path.cwd()
-    return given or (here.parent.name if here.parent.parent.name == "runs" else "")
-
-
 # -- the steps -------------------------------------------------------------------------------
 
 
@@ -114,7 +122,7 @@ def _run_id(given: str) -> str:
     resources=Resources(cpu=1, memory="1Gi"),
 )
 def query(
-    store: str,
+    store: FeatureStore,
     metrics: list[str],
     start: str,
     end: str,
@@ -122,10 +130,7 @@ def query(
     entities: list[str] | None = None,
 ) -> dict[str, Any]:
     """Points per series of ``metrics`` over ``[start, end)``; fails on a metric without any."""
-    from perfml.featurestore import FeatureStore
-
-    fs = FeatureStore(store, memory_limit="512MB")
-    counts = fs.resample("1d", "count", metrics, entities, start, end)
+    counts = store.resample("1d", "count", metrics, entities, start, end)
     points: dict[str, dict[str, int]] = {m: {} for m in metrics}
     for metric, entity, n in zip(
         counts.column("metric").to_pylist(),
@@ -144,7 +149,7 @@ def query(
         "entities": common,
         "points": points,
         "window": [start, end],
-        "store_version": fs.manifest.version,
+        "store_version": store.manifest.version,
     }
     selection.write_text(json.dumps(found, indent=2, sort_keys=True))
     print(f"{sum(sum(p.values()) for p in points.values()):,} points, {len(common)} entities")
@@ -159,7 +164,7 @@ def query(
     resources=Resources(cpu=1, memory="1Gi"),
 )
 def preprocess(
-    store: str,
+    store: FeatureStore,
     selection: Path,
     detector: str,
     start: str,
@@ -171,26 +176,24 @@ def preprocess(
 ) -> dict[str, Any]:
     """The training part of the window as an Arrow IPC stream, one batch at a time."""
     from perfml.detectors import create
-    from perfml.featurestore import FeatureStore
 
     chosen = json.loads(selection.read_text())
     metrics, entities = chosen["metrics"], chosen["entities"]
     split = split_instant(start, end, holdout)
-    fs = FeatureStore(store, memory_limit="512MB")
     multivariate = create(detector).multivariate
     if multivariate:
         schema = pa.schema(
             [*LONG_BATCH.remove(LONG_BATCH.get_field_index("value"))]
             + [pa.field(m, pa.float64()) for m in metrics]
         )
-        source = _wide_batches(fs, metrics, entities, start, split, step, batch_rows)
+        source = _wide_batches(store, metrics, entities, start, split, step, batch_rows)
     else:
         if len(metrics) != 1:
             raise UnivariateMetricsError(detector, metrics)
         schema = LONG_BATCH
         source = (
             b.select(["entity", "ts", "value"])
-            for b in fs.stream(metrics, entities, start, split, batch_rows=batch_rows)
+            for b in store.stream(metrics, entities, start, split, batch_rows=batch_rows)
         )
     rows = count = 0
     with pa.OSFile(str(batches), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
@@ -213,7 +216,7 @@ class UnivariateMetricsError(TrainingError, UsageError):
 
 
 def _wide_batches(
-    fs: Any,
+    fs: FeatureStore,
     metrics: list[str],
     entities: list[str],
     start: str,
@@ -308,7 +311,7 @@ def _entity_frames(batches: Path, whole_entities: bool) -> Iterator[pa.Table]:
 )
 def evaluate(
     model_file: Path,
-    store: str,
+    store: FeatureStore,
     metrics: list[str],
     start: str,
     end: str,
@@ -319,10 +322,9 @@ def evaluate(
     """The promotion gate's figures of the candidate on the held-out ``[split, end)``."""
     from perfml.detectors import load
     from perfml.evaluation.labelled_window import GateDataError, LabelledWindowEvaluator
-    from perfml.featurestore import FeatureStore
 
     split, last = split_instant(start, end, holdout), parse_instant(end, "end")
-    evaluator = LabelledWindowEvaluator(None, FeatureStore(store), split, last, step)
+    evaluator = LabelledWindowEvaluator(None, store, split, last, step)
     try:
         found = evaluator.figures(load(model_file), metrics)
         note = ""
@@ -338,9 +340,8 @@ def evaluate(
 def register(
     model_file: Path,
     figures: Path,
-    store: str,
-    registry_url: str,
-    workspace: str,
+    store: FeatureStore,
+    registry: ModelRegistry,
     model: str,
     metrics: list[str],
     start: str,
@@ -351,72 +352,71 @@ def register(
     alias: str,
     gate: list[dict[str, Any]],
     run_id: str,
-    artifacts: str | None = None,
 ) -> dict[str, Any]:
-    """Register the version with its lineage; with ``promote``, move ``alias`` through the gate."""
-    from perfml.config import RegistrySettings, Settings
+    """Register the version with its lineage; with ``promote``, move ``alias`` through the gate.
+    Returns the :class:`~perfml.pipelines.outcomes.TrainingOutcome` as JSON."""
     from perfml.detectors import load
     from perfml.evaluation.labelled_window import GateDataError, LabelledWindowEvaluator
-    from perfml.featurestore import FeatureStore
     from perfml.registry import MetricThreshold, PromotionRefusedError
     from perfml.registry.detector_versions import register_detector
-    from perfml.registry.setup import open_registry
 
     split = split_instant(start, end, holdout)
-    settings = Settings(
-        workspace=Path(workspace), registry=RegistrySettings(url=registry_url, artifacts=artifacts)
-    )
     found = json.loads(figures.read_text())["figures"]
-    registry = open_registry(settings, actor="training-pipeline", background_delivery=False)
-    try:
-        version = register_detector(
-            registry,
-            model,
-            load(model_file),
-            features=metrics,
-            data_start=parse_instant(start, "start"),
-            data_end=split,
-            pipeline_run=_run_id(run_id) or None,
-            metrics=found,
-            tags={"pipeline": PIPELINE},
+    version = register_detector(
+        registry,
+        model,
+        load(model_file),
+        features=metrics,
+        data_start=parse_instant(start, "start"),
+        data_end=split,
+        pipeline_run=run_id,
+        metrics=found,
+        tags={"pipeline": PIPELINE},
+    )
+    promoted: str | None = None
+    verdict: GateVerdict | None = None
+    if promote and alias in registry.get(version.ref).aliases:
+        # the same bytes were registered before and already hold the alias
+        promoted = alias
+        verdict = GateVerdict(passed=True, reason=f"{model}@{alias} holds {version.ref} already")
+    elif promote:
+        evaluator = LabelledWindowEvaluator(
+            registry, store, split, parse_instant(end, "end"), step
         )
-        outcome: dict[str, Any] = {
-            "ref": version.ref, "version": version.version, "promoted": None, "gate": None,
-        }  # fmt: skip
-        if promote and alias in registry.get(version.ref).aliases:
-            # the same bytes were registered before and already hold the alias
-            outcome.update(promoted=alias, gate=f"{model}@{alias} holds {version.ref} already")
-        elif promote:
-            evaluator = LabelledWindowEvaluator(
-                registry, FeatureStore(store), split, parse_instant(end, "end"), step
-            )
-            thresholds = [MetricThreshold(**rule) for rule in gate]
-            try:
-                done = registry.promote(
-                    model, version.version, alias, thresholds=thresholds,
-                    evaluator=evaluator, reason=f"training run {_run_id(run_id)}",
-                )  # fmt: skip
-                outcome["promoted"] = alias
-                outcome["gate"] = "passed" if done.gate is None else done.gate.to_json()
-            except (PromotionRefusedError, GateDataError) as refused:
-                outcome["gate"] = str(refused)  # registered, not promoted: the run succeeds
-        registry.deliver_events()
-    finally:
-        registry.close()
-    print(json.dumps(outcome, sort_keys=True))
-    return outcome
+        try:
+            done = registry.promote(
+                model, version.version, alias, thresholds=MetricThreshold.all_of(gate),
+                evaluator=evaluator, reason=f"training run {run_id}",
+            )  # fmt: skip
+            promoted, verdict = alias, GateVerdict.of(done.gate)
+        except PromotionRefusedError as refused:  # registered, not promoted: the run succeeds
+            verdict = GateVerdict.of(refused.gate, str(refused))
+        except GateDataError as missing:
+            verdict = GateVerdict(passed=False, reason=str(missing))
+    registry.deliver_events()
+    outcome = TrainingOutcome(
+        run_id=run_id, model=model, version=version.version, promoted=promoted, gate=verdict
+    )
+    print(outcome.summary())
+    return outcome.model_dump(mode="json")
 
 
 # -- the pipeline ----------------------------------------------------------------------------
 
 _ARTIFACTS: dict[str, dict[str, Ref]] = {
-    "query": {},
-    "preprocess": {"selection": Ref("query", "selection")},
+    "query": {"store": Part("store")},
+    "preprocess": {"store": Part("store"), "selection": Ref("query", "selection")},
     "train": {"batches": Ref("preprocess", "batches")},
-    "evaluate": {"model_file": Ref("train", "model_file")},
-    "register": {"model_file": Ref("train", "model_file"), "figures": Ref("evaluate", "figures")},
+    "evaluate": {"store": Part("store"), "model_file": Ref("train", "model_file")},
+    "register": {
+        "store": Part("store"),
+        "registry": Part("registry"),
+        "model_file": Ref("train", "model_file"),
+        "figures": Ref("evaluate", "figures"),
+    },
 }
-"""Which inputs are upstream artifacts; every other input is the run parameter of its name."""
+"""Which inputs are parts of the workspace or upstream artifacts; every other input is the run
+parameter of its name."""
 
 
 def build_training_pipeline(timeout: float | None = None, retries: int | None = None) -> Pipeline:

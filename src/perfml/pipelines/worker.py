@@ -3,7 +3,9 @@
 ``SPEC`` is a JSON file written by the runner: where to import the step from (``module``,
 ``qualname``, and ``sys_path`` to find modules that are not installed, such as tests), the
 inputs by value (``values``) and by reference (``paths``), the artifact paths to write
-(``outputs``) and where to write the return value (``result``). Its stdout and stderr are the
+(``outputs``), the parts of the workspace it is handed (``parts``: a
+:class:`~perfml.pipelines.parts.PartsSource` and which input gets which part, opened only for
+a step that takes one) and where to write the return value (``result``). Its stdout and stderr are the
 job's log; an exception prints its traceback there and exits with code 1. A permanent
 failure (:func:`perfml.errors.is_permanent`: a refused credential, a usage error) also
 writes ``{"failure": {"type": ..., "message": ...}}`` to ``result``, so that the runner fails
@@ -30,6 +32,7 @@ def write_spec(
     paths: Mapping[str, Path],
     outputs: Mapping[str, Path],
     result: Path,
+    parts: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the spec of one attempt of ``fn`` (a module-level function); removes a stale
     ``result``, so that only this attempt's can be read."""
@@ -45,6 +48,8 @@ def write_spec(
         "outputs": {k: str(v) for k, v in outputs.items()},
         "result": str(result),
     }
+    if parts:
+        spec["parts"] = dict(parts)
     result.unlink(missing_ok=True)
     spec_path.write_text(json.dumps(spec))
     return spec_path
@@ -55,10 +60,16 @@ def load_step(spec: dict[str, Any]) -> Any:
     for entry in reversed(spec.get("sys_path", [])):
         if entry not in sys.path:
             sys.path.insert(0, entry)
-    target: Any = importlib.import_module(spec["module"])
-    for part in spec["qualname"].split("."):
-        target = getattr(target, part)
+    target = resolve(spec["module"], spec["qualname"])
     return getattr(target, "fn", target)
+
+
+def resolve(module: str, qualname: str) -> Any:
+    """The object ``qualname`` (dotted) of ``module``, importing it."""
+    target: Any = importlib.import_module(module)
+    for name in qualname.split("."):
+        target = getattr(target, name)
+    return target
 
 
 def _report_permanent(error: BaseException, result: Path) -> None:
@@ -88,7 +99,13 @@ def main(argv: list[str]) -> int:
         for name, out in spec["outputs"].items():
             Path(out).parent.mkdir(parents=True, exist_ok=True)
             kwargs[name] = Path(out)
-        value = function(**kwargs)
+        if spec.get("parts"):
+            from perfml.pipelines.parts import opened_parts
+
+            with opened_parts(spec["parts"]["source"], spec["parts"]["inputs"]) as parts:
+                value = function(**kwargs, **parts)
+        else:
+            value = function(**kwargs)
         result = Path(spec["result"])
         partial = result.with_suffix(".partial")
         partial.write_text(json.dumps({"value": value}))

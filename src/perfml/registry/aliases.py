@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
-from perfml.registry import db, events
+from perfml.registry import events, tables
 from perfml.registry.errors import NotFoundError, RegistryError
 from perfml.registry.gate import GateResult, MetricThreshold, check
 from perfml.registry.names import Ref, check_name
@@ -137,10 +137,10 @@ class AliasBook:
         """The audit log of ``model`` (one alias, or all), oldest first."""
         with self.engine.connect() as con:
             model_id = self._model_id(con, check_name("model", model))
-            query = select(db.audit).where(db.audit.c.model_id == model_id)
+            query = select(tables.audit).where(tables.audit.c.model_id == model_id)
             if alias is not None:
-                query = query.where(db.audit.c.alias == alias)
-            rows = con.execute(query.order_by(db.audit.c.id)).all()
+                query = query.where(tables.audit.c.alias == alias)
+            rows = con.execute(query.order_by(tables.audit.c.id)).all()
         return [
             AliasMove(
                 model=model,
@@ -163,8 +163,8 @@ class AliasBook:
         with self.engine.connect() as con:
             model_id = self._model_id(con, check_name("model", model))
             row = con.execute(
-                select(db.aliases.c.version, db.aliases.c.revision).where(
-                    db.aliases.c.model_id == model_id, db.aliases.c.alias == alias
+                select(tables.aliases.c.version, tables.aliases.c.revision).where(
+                    tables.aliases.c.model_id == model_id, tables.aliases.c.alias == alias
                 )
             ).first()
         return None if row is None else (int(row.version), int(row.revision))
@@ -189,7 +189,7 @@ class AliasBook:
                 model_id = self._model_id(con, model)
                 if seen is None:
                     con.execute(
-                        db.aliases.insert().values(
+                        tables.aliases.insert().values(
                             model_id=model_id,
                             alias=alias,
                             version=version,
@@ -199,18 +199,18 @@ class AliasBook:
                     )
                 else:
                     swapped = con.execute(
-                        update(db.aliases)
+                        update(tables.aliases)
                         .where(
-                            db.aliases.c.model_id == model_id,
-                            db.aliases.c.alias == alias,
-                            db.aliases.c.revision == seen[1],
+                            tables.aliases.c.model_id == model_id,
+                            tables.aliases.c.alias == alias,
+                            tables.aliases.c.revision == seen[1],
                         )
                         .values(version=version, revision=revision, updated_at=now)
                     ).rowcount
                     if swapped != 1:
                         raise _LostRaceError()
                 con.execute(
-                    db.audit.insert().values(
+                    tables.audit.insert().values(
                         model_id=model_id,
                         alias=alias,
                         action=action,

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Connection, Engine, and_, select, update
 
-from perfml.registry import db
+from perfml.registry import tables
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +62,12 @@ def verify_signature(body: bytes, secret: str, header: str) -> bool:
 
 def enqueue(con: Connection, event: Event) -> None:
     """Write ``event`` to the outbox of every webhook that wants it (inside the caller's tx)."""
-    hooks = con.execute(select(db.webhooks.c.id, db.webhooks.c.events)).all()
+    hooks = con.execute(select(tables.webhooks.c.id, tables.webhooks.c.events)).all()
     body = event.body()
     for hook_id, wanted in hooks:
         if event.kind in wanted:
             con.execute(
-                db.outbox.insert().values(
+                tables.outbox.insert().values(
                     webhook_id=hook_id,
                     event=event.kind,
                     body=body,
@@ -109,24 +109,24 @@ def deliver_due(
         while True:
             with engine.begin() as con:
                 row = con.execute(
-                    select(db.outbox, db.webhooks.c.url, db.webhooks.c.secret)
-                    .join(db.webhooks, db.webhooks.c.id == db.outbox.c.webhook_id)
+                    select(tables.outbox, tables.webhooks.c.url, tables.webhooks.c.secret)
+                    .join(tables.webhooks, tables.webhooks.c.id == tables.outbox.c.webhook_id)
                     .where(
-                        db.outbox.c.delivered_at.is_(None),
-                        db.outbox.c.failed_at.is_(None),
-                        db.outbox.c.next_attempt_at <= now(),
+                        tables.outbox.c.delivered_at.is_(None),
+                        tables.outbox.c.failed_at.is_(None),
+                        tables.outbox.c.next_attempt_at <= now(),
                     )
-                    .order_by(db.outbox.c.id)
+                    .order_by(tables.outbox.c.id)
                     .limit(1)
                 ).first()
                 if row is None:
                     return delivered
                 claimed = con.execute(
-                    update(db.outbox)
+                    update(tables.outbox)
                     .where(
                         and_(
-                            db.outbox.c.id == row.id,
-                            db.outbox.c.next_attempt_at == row.next_attempt_at,
+                            tables.outbox.c.id == row.id,
+                            tables.outbox.c.next_attempt_at == row.next_attempt_at,
                         )
                     )
                     .values(next_attempt_at=now() + policy.timeout * 2)
@@ -150,7 +150,7 @@ def deliver_due(
                         "last_error": error,
                         "next_attempt_at": now() + policy.delay(attempts),
                     }
-                con.execute(update(db.outbox).where(db.outbox.c.id == row.id).values(**values))
+                con.execute(update(tables.outbox).where(tables.outbox.c.id == row.id).values(**values))
     finally:
         if own:
             http.close()

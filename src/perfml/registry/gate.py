@@ -16,9 +16,11 @@ False
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import BaseModel
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,11 @@ class MetricThreshold:
     min_absolute_change: float | None = None
     min_relative_change: float | None = None
     greater_is_better: bool = True
+
+    @classmethod
+    def all_of(cls, rules: Iterable[Mapping[str, Any] | BaseModel]) -> list[MetricThreshold]:
+        """The thresholds of ``perfml.yaml``'s ``registry.gate`` (its settings, or their JSON)."""
+        return [cls(**(r.model_dump() if isinstance(r, BaseModel) else r)) for r in rules]
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """The model registry: versions, aliases, promotion through the gate, rollback, events.
 
 >>> import tempfile, pathlib
+>>> from perfml.metadata import MetadataDatabase
 >>> from perfml.registry.artifacts import FilesystemArtifactStore
 >>> root = pathlib.Path(tempfile.mkdtemp())
->>> registry = ModelRegistry(f"sqlite:///{root}/registry.db", FilesystemArtifactStore(root / "a"))
+>>> database = MetadataDatabase(f"sqlite:///{root}/metadata.db")
+>>> registry = ModelRegistry(database, FilesystemArtifactStore(root / "artifacts"))
 >>> model_file = root / "model.bin"
 >>> _ = model_file.write_bytes(b"weights")
 >>> registry.register("cpu", model_file, detector="seasonal").version
@@ -31,13 +33,15 @@ from sqlalchemy import Connection, Row, and_, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from perfml import __version__
-from perfml.registry import db, events
+from perfml.metadata import MetadataDatabase, TableOwner
+from perfml.registry import events, tables
 from perfml.registry.aliases import (
     AliasBook,
 )
 from perfml.registry.artifacts import ArtifactStore, sha256_of
 from perfml.registry.errors import NotFoundError, RegistryError
 from perfml.registry.names import Ref, check_name, parse_ref
+from perfml.registry.tables import TABLES
 from perfml.registry.records import Model, ModelVersion, instant
 
 logger = logging.getLogger(__name__)
@@ -45,20 +49,20 @@ logger = logging.getLogger(__name__)
 
 # The lookups serving makes on every reload, built once: only their parameters change.
 _VERSION_OF_MODEL = (
-    select(db.versions)
-    .join(db.models, db.models.c.id == db.versions.c.model_id)
-    .where(db.models.c.name == bindparam("model"))
+    select(tables.versions)
+    .join(tables.models, tables.models.c.id == tables.versions.c.model_id)
+    .where(tables.models.c.name == bindparam("model"))
 )
 _BY_ALIAS = _VERSION_OF_MODEL.join(
-    db.aliases,
-    (db.aliases.c.model_id == db.versions.c.model_id)
-    & (db.aliases.c.version == db.versions.c.version),
-).where(db.aliases.c.alias == bindparam("alias"))
-_BY_NUMBER = _VERSION_OF_MODEL.where(db.versions.c.version == bindparam("version"))
-_LATEST = _VERSION_OF_MODEL.order_by(db.versions.c.version.desc()).limit(1)
-_HOLDERS = select(db.aliases.c.alias).where(
-    db.aliases.c.model_id == bindparam("model_id"),
-    db.aliases.c.version == bindparam("version"),
+    tables.aliases,
+    (tables.aliases.c.model_id == tables.versions.c.model_id)
+    & (tables.aliases.c.version == tables.versions.c.version),
+).where(tables.aliases.c.alias == bindparam("alias"))
+_BY_NUMBER = _VERSION_OF_MODEL.where(tables.versions.c.version == bindparam("version"))
+_LATEST = _VERSION_OF_MODEL.order_by(tables.versions.c.version.desc()).limit(1)
+_HOLDERS = select(tables.aliases.c.alias).where(
+    tables.aliases.c.model_id == bindparam("model_id"),
+    tables.aliases.c.version == bindparam("version"),
 )
 
 
@@ -67,36 +71,28 @@ class AliasHeldError(RegistryError):
         super().__init__(f"{ref} is held by alias(es) {', '.join(holders)}; move them first")
 
 
-class ModelRegistry(AliasBook):
-    """Models and their versions in a SQL database, artifacts in an :class:`ArtifactStore`."""
+class ModelRegistry(TableOwner, AliasBook):
+    """Models and their versions in the metadata database, artifacts in an
+    :class:`ArtifactStore`."""
+
+    tables = TABLES
 
     def __init__(
         self,
-        url: str,
+        database: MetadataDatabase,
         artifacts: ArtifactStore,
         actor: str | None = None,
         cache_dir: Path | None = None,
         deliver_in_background: bool = True,
     ) -> None:
-        self.url = url
-        self.engine = db.connect(url)
-        self._writer = self.engine.execution_options(**db.WRITE)
+        super().__init__(database)
+        self._writer = database.writer
         self.artifacts = artifacts
         self.actor = actor or _default_actor()
         self.cache_dir = cache_dir or Path(tempfile.gettempdir()) / "perfml-artifact-cache"
         self._subscribers: list[events.Subscriber] = []
         self._deliver_in_background = deliver_in_background
         self._delivery_lock = threading.Lock()
-
-    def close(self) -> None:
-        """Close the database connections."""
-        self.engine.dispose()
-
-    def __enter__(self) -> ModelRegistry:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- models --------------------------------------------------------------------------
 
@@ -111,7 +107,7 @@ class ModelRegistry(AliasBook):
 
     def models(self) -> list[Model]:
         with self.engine.connect() as con:
-            names = con.execute(select(db.models.c.name).order_by(db.models.c.name)).scalars()
+            names = con.execute(select(tables.models.c.name).order_by(tables.models.c.name)).scalars()
             return [self._model(con, n) for n in names.all()]
 
     def model(self, name: str) -> Model:
@@ -119,14 +115,14 @@ class ModelRegistry(AliasBook):
             return self._model(con, check_name("model", name))
 
     def _model(self, con: Connection, name: str) -> Model:
-        row = con.execute(select(db.models).where(db.models.c.name == name)).first()
+        row = con.execute(select(tables.models).where(tables.models.c.name == name)).first()
         if row is None:
             raise NotFoundError("model", name)
         latest = con.execute(
-            select(func.max(db.versions.c.version)).where(db.versions.c.model_id == row.id)
+            select(func.max(tables.versions.c.version)).where(tables.versions.c.model_id == row.id)
         ).scalar()
         held = con.execute(
-            select(db.aliases.c.alias, db.aliases.c.version).where(db.aliases.c.model_id == row.id)
+            select(tables.aliases.c.alias, tables.aliases.c.version).where(tables.aliases.c.model_id == row.id)
         ).all()
         return Model(
             name=row.name,
@@ -145,7 +141,7 @@ class ModelRegistry(AliasBook):
         description: str = "",
         tags: Mapping[str, str] | None = None,
     ) -> int:
-        found = con.execute(select(db.models.c.id).where(db.models.c.name == name)).scalar()
+        found = con.execute(select(tables.models.c.id).where(tables.models.c.name == name)).scalar()
         if found is not None:
             return int(found)
         if not create:
@@ -153,7 +149,7 @@ class ModelRegistry(AliasBook):
         for key in tags or {}:
             check_name("tag", key)
         inserted = con.execute(
-            db.models.insert().values(
+            tables.models.insert().values(
                 name=name, description=description, tags=dict(tags or {}), created_at=time.time()
             )
         )
@@ -194,23 +190,23 @@ class ModelRegistry(AliasBook):
                 with self._writer.begin() as con:
                     model_id = self._model_id(con, model, create=True)
                     existing = con.execute(
-                        select(db.versions.c.version).where(
-                            db.versions.c.model_id == model_id, db.versions.c.digest == digest
+                        select(tables.versions.c.version).where(
+                            tables.versions.c.model_id == model_id, tables.versions.c.digest == digest
                         )
                     ).scalar()
                     if existing is not None:
                         return self.get(Ref(model, version=int(existing)))
                     number = 1 + (
                         con.execute(
-                            select(func.max(db.versions.c.version)).where(
-                                db.versions.c.model_id == model_id
+                            select(func.max(tables.versions.c.version)).where(
+                                tables.versions.c.model_id == model_id
                             )
                         ).scalar()
                         or 0
                     )
                     now = time.time()
                     con.execute(
-                        db.versions.insert().values(
+                        tables.versions.insert().values(
                             model_id=model_id,
                             version=number,
                             digest=digest,
@@ -277,15 +273,15 @@ class ModelRegistry(AliasBook):
             return ref.version
         if ref.alias is not None:
             number = con.execute(
-                select(db.aliases.c.version).where(
-                    db.aliases.c.model_id == model_id, db.aliases.c.alias == ref.alias
+                select(tables.aliases.c.version).where(
+                    tables.aliases.c.model_id == model_id, tables.aliases.c.alias == ref.alias
                 )
             ).scalar()
             if number is None:
                 raise NotFoundError("alias", str(ref), "set it with promote or set-alias")
             return int(number)
         latest = con.execute(
-            select(func.max(db.versions.c.version)).where(db.versions.c.model_id == model_id)
+            select(func.max(tables.versions.c.version)).where(tables.versions.c.model_id == model_id)
         ).scalar()
         if latest is None:
             raise NotFoundError("version", str(ref), "the model has no versions")
@@ -296,15 +292,15 @@ class ModelRegistry(AliasBook):
             model_id = self._model_id(con, check_name("model", model))
             held: dict[int, list[str]] = {}
             for alias, number in con.execute(
-                select(db.aliases.c.alias, db.aliases.c.version).where(
-                    db.aliases.c.model_id == model_id
+                select(tables.aliases.c.alias, tables.aliases.c.version).where(
+                    tables.aliases.c.model_id == model_id
                 )
             ):
                 held.setdefault(number, []).append(alias)
             rows = con.execute(
-                select(db.versions)
-                .where(db.versions.c.model_id == model_id)
-                .order_by(db.versions.c.version)
+                select(tables.versions)
+                .where(tables.versions.c.model_id == model_id)
+                .order_by(tables.versions.c.version)
             ).all()
             return [_version(model, r, tuple(sorted(held.get(r.version, [])))) for r in rows]
 
@@ -326,11 +322,11 @@ class ModelRegistry(AliasBook):
         with self._writer.begin() as con:
             model_id = self._model_id(con, ref.model)
             if ref.version is None and ref.alias is None:
-                table, where = db.models, db.models.c.id == model_id
+                table, where = tables.models, tables.models.c.id == model_id
             else:
                 number = self._version_number(con, model_id, ref)
-                table = db.versions
-                where = and_(db.versions.c.model_id == model_id, db.versions.c.version == number)
+                table = tables.versions
+                where = and_(tables.versions.c.model_id == model_id, tables.versions.c.version == number)
             current = con.execute(select(table.c.tags).where(where)).scalar_one()
             tags = {k: v for k, v in current.items() if k != key}
             if value is not None:
@@ -346,8 +342,8 @@ class ModelRegistry(AliasBook):
             model_id = self._model_id(con, version.model)
             held = (
                 con.execute(
-                    select(db.aliases.c.alias).where(
-                        db.aliases.c.model_id == model_id, db.aliases.c.version == version.version
+                    select(tables.aliases.c.alias).where(
+                        tables.aliases.c.model_id == model_id, tables.aliases.c.version == version.version
                     )
                 )
                 .scalars()
@@ -356,12 +352,12 @@ class ModelRegistry(AliasBook):
             if held:  # an alias moved onto it since we looked
                 raise AliasHeldError(version.ref, [f"{version.model}@{a}" for a in held])
             con.execute(
-                db.versions.delete().where(
-                    db.versions.c.model_id == model_id, db.versions.c.version == version.version
+                tables.versions.delete().where(
+                    tables.versions.c.model_id == model_id, tables.versions.c.version == version.version
                 )
             )
             shared = con.execute(
-                select(func.count()).where(db.versions.c.digest == version.digest)
+                select(func.count()).where(tables.versions.c.digest == version.digest)
             ).scalar_one()
             event = events.Event(
                 "version_deleted", version.model, time.time(), {"version": version.version}
@@ -388,7 +384,7 @@ class ModelRegistry(AliasBook):
             )
         with self._writer.begin() as con:
             inserted = con.execute(
-                db.webhooks.insert().values(
+                tables.webhooks.insert().values(
                     url=url, secret=secret, events=list(kinds), created_at=time.time()
                 )
             )

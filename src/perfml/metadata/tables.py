@@ -1,0 +1,42 @@
+"""How a part declares its tables in the metadata database, and the base of its store."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from sqlalchemy import Connection, Engine, MetaData
+
+if TYPE_CHECKING:
+    from perfml.metadata.database import MetadataDatabase
+
+
+@dataclass(frozen=True)
+class Tables:
+    """A part's tables: its ``component`` name, their schema ``version`` and the SQLAlchemy
+    ``metadata`` holding them. Created once per database, version checked."""
+
+    component: str
+    version: int
+    metadata: MetaData
+
+
+class TableOwner:
+    """The base of a part's store in the metadata database (the registry, the run history...):
+    its :attr:`tables` are created in the database it is handed, if missing; reads use
+    :attr:`engine`, writes :meth:`write` (one transaction that takes the write lock at once).
+
+    The store does not own the database: whoever opened it closes it.
+    """
+
+    tables: ClassVar[Tables]
+
+    def __init__(self, database: MetadataDatabase) -> None:
+        database.create(self.tables)
+        self.database = database
+        self.engine: Engine = database.engine
+
+    def write(self) -> AbstractContextManager[Connection]:
+        """One writing transaction (see :data:`perfml.metadata.WRITE`)."""
+        return self.database.writer.begin()
