@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -28,20 +28,14 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from perfml.alerting.alerts import Alert
-from perfml.config import Settings
 from perfml.controller.collector import ControllerCollector
-from perfml.controller.decisions import DecisionLog
-from perfml.controller.loop import Controller, Policy, Trainer, pipeline_trainer
-from perfml.controller.setup import controlled_models
+from perfml.controller.loop import Controller, Trainer
 from perfml.drift.collector import DriftCollector
-from perfml.featurestore import FeatureStore
 from perfml.recording.service import MonitoringService
-from perfml.registry.registry import ModelRegistry
-from perfml.registry.setup import open_registry
 from perfml.serving.server import AppServer
-from perfml.serving.setup import serving_app
 from perfml.serving.telemetry import ServingMetrics
 from perfml.timeparse import parse_duration
+from perfml.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -58,37 +52,38 @@ class Parts:
 
 
 class EmbeddedSystem:
-    """perfml's parts in this process (see the module's docstring); ``with`` starts and stops.
+    """perfml's parts in this process (see the module's docstring), built by ``workspace``;
+    ``with`` starts and stops.
 
     ``collectors`` are more metrics of this process for the monitoring to record (job
-    ``perfml``); ``on_alert`` is told of every alert that changes state.
+    ``perfml``); ``on_alert`` is told of every alert that changes state; ``monitoring``
+    replaces the workspace's monitoring service (it is called with the workspace's keyword
+    arguments).
     """
 
     def __init__(
         self,
-        settings: Settings,
+        workspace: Workspace,
         parts: Parts | None = None,
         *,
         trainer: Trainer | None = None,
         on_alert: Callable[[Alert], None] | None = None,
         collectors: Sequence[Collector] = (),
-        monitoring: Callable[..., MonitoringService] = MonitoringService,
+        monitoring: Callable[..., MonitoringService] | None = None,
     ) -> None:
-        self.settings = settings
+        self.workspace = workspace
+        self.settings = workspace.settings
         self.parts = parts or Parts()
         self._trainer = trainer
         self._on_alert = on_alert
-        self._make_monitoring = monitoring
+        self._make_monitoring = monitoring or workspace.monitoring
         self._collectors = list(collectors)
         self.server: AppServer | None = None
         self.dashboard: AppServer | None = None
         self.monitoring: MonitoringService | None = None
         self.controller: Controller | None = None
-        self._registry: ModelRegistry | None = None
-        self._decisions: DecisionLog | None = None
         self._stop = threading.Event()
         self._controller_thread: threading.Thread | None = None
-        self._dashboard_sources: Any = None
 
     @property
     def served(self) -> list[str]:
@@ -103,29 +98,21 @@ class EmbeddedSystem:
         return self
 
     def _start(self) -> None:
-        settings, parts = self.settings, self.parts
-        models = controlled_models(settings)
+        settings, parts, workspace = self.settings, self.parts, self.workspace
         collectors: list[Collector] = list(self._collectors)
-        if parts.controller and models:
-            fs = settings.featurestore
-            self._registry = open_registry(settings, actor="controller", background_delivery=False)
-            self._decisions = DecisionLog(settings.registry_url)
-            self.controller = Controller(
-                self._registry,
-                FeatureStore(settings.store_path, fs.memory_limit, fs.threads),
-                self._decisions,
-                self._trainer or pipeline_trainer(settings),
-                models,
-                Policy.from_settings(settings),
-            )
-            collectors += [ControllerCollector(self._decisions), LatestDrift(self.controller)]
+        if parts.controller and workspace.controlled_models():
+            self.controller = workspace.controller(self._trainer)
+            collectors += [
+                ControllerCollector(workspace.decisions()),
+                LatestDrift(self.controller),
+            ]
         if parts.serving and self.served:
             serving = settings.serving
-            app = serving_app(settings, self.served, metrics=ServingMetrics())
+            app = workspace.serving_app(self.served, metrics=ServingMetrics())
             self.server = AppServer(app, serving.host, serving.port, "inference server").start()
         if parts.monitoring:
             self.monitoring = self._make_monitoring(
-                settings, extra_registries=collectors, on_transition=self._on_alert
+                extra_registries=collectors, on_transition=self._on_alert
             ).start()
         if self.controller is not None:
             interval = parse_duration(settings.controller.schedule).total_seconds()
@@ -143,35 +130,22 @@ class EmbeddedSystem:
 
     def _dashboard_app(self) -> Any:
         from perfml.dashboard.app import create_app
-        from perfml.dashboard.setup import open_sources
 
-        sources = open_sources(self.settings)
-        if self.monitoring is not None:  # live, not only what was flushed
-            sources = replace(sources, series=self.monitoring.metrics)
-        self._dashboard_sources = sources
-        return create_app(sources)
+        live = None if self.monitoring is None else self.monitoring.metrics  # not only flushed
+        return create_app(self.workspace.dashboard_sources(live))
 
     def stop(self) -> None:
-        """Stop every part that runs (idempotent)."""
+        """Stop every part that runs (idempotent); the workspace stays open."""
         self._stop.set()
         for server in (self.dashboard, self.server):
             if server is not None:
                 server.stop()
-        if self._dashboard_sources is not None:
-            from perfml.dashboard.setup import close_sources
-
-            close_sources(self._dashboard_sources)
-            self._dashboard_sources = None
         if self._controller_thread is not None:
             self._controller_thread.join(timeout=60)
         if self.monitoring is not None:
             self.monitoring.stop()
-        if self._decisions is not None:
-            self._decisions.close()
-        if self._registry is not None:
-            self._registry.close()
         self.dashboard = self.server = self.monitoring = None
-        self._controller_thread = self._decisions = self._registry = None
+        self._controller_thread = None
 
     def __enter__(self) -> Self:
         return self.start()

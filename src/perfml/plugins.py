@@ -57,7 +57,8 @@ class Registry(Generic[T]):
 
     ``unknown`` and ``taken`` are the family's error classes (subclasses of
     :class:`UnknownPluginError` and :class:`PluginTakenError`); ``builtins`` names a module
-    imported on the first lookup, whose import registers the family's built-in plugins.
+    imported on the first lookup, whose import registers the family's built-in plugins;
+    ``name_attribute`` is the plugin's attribute holding its name.
     """
 
     def __init__(
@@ -67,8 +68,10 @@ class Registry(Generic[T]):
         unknown: type[UnknownPluginError] = UnknownPluginError,
         taken: type[PluginTakenError] = PluginTakenError,
         builtins: str | None = None,
+        name_attribute: str = "name",
     ) -> None:
         self.kind = kind
+        self._name_attribute = name_attribute
         self._unknown = unknown
         self._taken = taken
         self._builtins = builtins
@@ -79,13 +82,13 @@ class Registry(Generic[T]):
     def register(self, plugin: P, /) -> P: ...
 
     @overload
-    def register(self, *, name: str) -> Callable[[P], P]: ...
+    def register(self, plugin: None = None, /, *, name: str) -> Callable[[P], P]: ...
 
     def register(self, plugin: Any = None, /, *, name: str | None = None) -> Any:
-        """Decorator: add ``plugin`` under ``name``, or under its own ``name`` attribute."""
+        """Decorator: add ``plugin`` under ``name``, or under the name it carries."""
 
         def add(found: P) -> P:
-            chosen = name if name is not None else getattr(found, "name", None)
+            chosen = name if name is not None else getattr(found, self._name_attribute, None)
             if not isinstance(chosen, str) or not chosen:
                 raise TypeError(f"a {self.kind} plugin needs a name: {found!r} has none")
             self.add(chosen, found)  # type: ignore[arg-type]
@@ -110,7 +113,7 @@ class Registry(Generic[T]):
     @contextmanager
     def added(self, plugins: Iterable[T]) -> Iterator[Registry[T]]:
         """Register ``plugins`` (by their names) for the duration of a ``with`` block."""
-        chosen = [(getattr(plugin, "name"), plugin) for plugin in plugins]  # noqa: B009
+        chosen = [(getattr(plugin, self._name_attribute), plugin) for plugin in plugins]
         fresh = [name for name, _ in chosen if name not in self]
         for name, plugin in chosen:
             self.add(name, plugin)
@@ -137,7 +140,12 @@ class Registry(Generic[T]):
     def copy(self) -> Registry[T]:
         """A new registry holding the same plugins (a test adds its own to it)."""
         self._load_builtins()
-        twin: Registry[T] = Registry(self.kind, unknown=self._unknown, taken=self._taken)
+        twin: Registry[T] = Registry(
+            self.kind,
+            unknown=self._unknown,
+            taken=self._taken,
+            name_attribute=self._name_attribute,
+        )
         twin._plugins = dict(self._plugins)
         return twin
 
@@ -148,10 +156,6 @@ class Registry(Generic[T]):
     def __iter__(self) -> Iterator[T]:
         self._load_builtins()
         return iter(list(self._plugins.values()))
-
-    def __len__(self) -> int:
-        self._load_builtins()
-        return len(self._plugins)
 
     def _load_builtins(self) -> None:
         if self._builtins is None:

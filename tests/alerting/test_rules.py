@@ -11,13 +11,14 @@ from perfml.alerting.rules import (
     BadRuleError,
     BadRuleParamError,
     DuplicateRuleError,
-    KindRegistry,
     Rule,
     RuleKind,
     RuleKindTakenError,
     RuleParams,
     UnknownRuleError,
     UnknownRuleKindError,
+    kind_registry,
+    rule_kind,
     builtin_kinds,
     default_rules,
     rules_from_settings,
@@ -161,12 +162,12 @@ def test_a_bad_alert_name_is_refused():
 
 
 def test_kinds_are_plugins_in_an_injectable_registry():
-    kinds = KindRegistry()
+    kinds = kind_registry()
 
     class DiskParams(RuleParams):
         threshold: float = 0.9
 
-    @kinds.register("DiskFull")
+    @rule_kind("DiskFull", kinds)
     class DiskFull(RuleKind[DiskParams]):
         Params = DiskParams
         severity = "critical"
@@ -176,8 +177,12 @@ def test_kinds_are_plugins_in_an_injectable_registry():
         def expr(self, params: DiskParams) -> str:
             return f"disk_used_ratio > {params.threshold}"
 
-    with pytest.raises(RuleKindTakenError, match="'DiskFull' is registered already"):
-        kinds.register("DiskFull")(DiskFull)
+    class OtherDiskFull(DiskFull):
+        pass
+
+    rule_kind("DiskFull", kinds)(DiskFull)  # the same kind again changes nothing
+    with pytest.raises(RuleKindTakenError, match="'DiskFull' is taken by .*DiskFull"):
+        rule_kind("DiskFull", kinds)(OtherDiskFull)
     rules = rules_from_settings(MonitoringSettings(), kinds)
     assert [(r.name, r.expr, r.severity) for r in rules] == [
         ("DiskFull", "disk_used_ratio > 0.9", "critical")

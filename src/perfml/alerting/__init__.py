@@ -17,7 +17,7 @@ It evaluates PromQL with :mod:`perfml.promql` and reads no part but the metadata
 
 from perfml.alerting.alerts import ACTIVE, NOTIFIED, Alert, AlertState, AlertTracker
 from perfml.alerting.dispatch import Dispatcher, LabelMatcher, Silence
-from perfml.alerting.engine import RuleEngine, RuleHealth, engine_from_settings
+from perfml.alerting.engine import RuleEngine, RuleHealth, build_engine
 from perfml.alerting.errors import AlertingError
 from perfml.alerting.notify import Notification, Notifier, NotifierRegistry
 from perfml.alerting.prometheus_config import export_prometheus
@@ -53,9 +53,9 @@ __all__ = [
     "RuleKind",
     "RuleParams",
     "Silence",
+    "build_engine",
     "builtin_kinds",
     "default_rules",
-    "engine_from_settings",
     "export_prometheus",
     "rule_kind",
     "rules_from_settings",

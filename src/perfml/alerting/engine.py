@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from perfml.alerting.alerts import NOTIFIED, Alert, AlertRule, AlertTracker
@@ -42,7 +43,7 @@ from perfml.alerting.dispatch import Dispatcher, Silence, routing_from_settings
 from perfml.alerting.errors import AlertingError
 from perfml.alerting.notify import generator_url, notifiers_from_settings
 from perfml.alerting.store import AlertStore
-from perfml.config import Settings
+from perfml.config import MonitoringSettings
 from perfml.errors import UsageError
 from perfml.timeparse import parse_duration
 
@@ -197,22 +198,25 @@ class RuleEngine:
             stop.wait(max(0.0, interval_s - (clock() - started)))
 
 
-def engine_from_settings(
-    settings: Settings,
+def build_engine(
+    monitoring: MonitoringSettings,
+    store: AlertStore,
     source: Any,
+    *,
     rules: Sequence[EngineRule] | None = None,
+    alerts_log: Path | None = None,
     external_url: str = "",
 ) -> RuleEngine:
-    """The engine ``perfml.yaml`` describes: its rules (``rules_from_settings`` unless given),
-    the alert store in the metadata database, and notifications as ``monitoring.notifications``
-    configures them (the JSON-lines log defaulting to ``<workspace>/alerts.log``)."""
+    """The engine ``monitoring:`` describes over ``source``: its rules
+    (:func:`~perfml.alerting.rules.rules_from_settings` unless given), the alerts kept in
+    ``store``, and notifications as ``monitoring.notifications`` configures them (the
+    JSON-lines log at ``alerts_log`` unless the settings name one)."""
     from perfml.alerting.rules import rules_from_settings
 
-    monitoring = settings.monitoring
-    chosen: Sequence[EngineRule] = rules_from_settings(settings) if rules is None else rules
+    chosen: Sequence[EngineRule] = rules_from_settings(monitoring) if rules is None else rules
     options, routes = routing_from_settings(monitoring.notifications)
     dispatcher = Dispatcher(
-        notifiers_from_settings(monitoring.notifications, settings.workspace / "alerts.log"),
+        notifiers_from_settings(monitoring.notifications, alerts_log),
         options,
         routes=routes,
         external_url=external_url,
@@ -221,7 +225,7 @@ def engine_from_settings(
     return RuleEngine(
         chosen,
         source,
-        AlertStore(settings.registry_url),
+        store,
         dispatcher,
         resolve_timeout_s=parse_duration(monitoring.resolve_timeout).total_seconds(),
     )

@@ -24,12 +24,12 @@ import os
 import smtplib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 import httpx
@@ -39,6 +39,7 @@ from pydantic.alias_generators import to_camel
 from perfml.alerting.alerts import Alert, AlertState, format_labels
 from perfml.alerting.errors import AlertingError
 from perfml.config import NotificationSettings
+from perfml.plugins import PluginTakenError, Registry, UnknownPluginError
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,12 @@ class NotifyError(AlertingError):
         super().__init__(f"{integration} notification to {target} failed: {problem}")
 
 
-class UnknownNotifierError(AlertingError):
-    def __init__(self, kind: str, known: Iterable[str]) -> None:
-        super().__init__(f"unknown notifier {kind!r} (known: {', '.join(sorted(known))})")
+class UnknownNotifierError(AlertingError, UnknownPluginError):
+    """No notifier of that kind is registered."""
+
+
+class NotifierTakenError(AlertingError, PluginTakenError):
+    """Two notifier classes were registered under one kind."""
 
 
 # -- what is sent ----------------------------------------------------------------------------
@@ -244,39 +248,30 @@ class Notifier(ABC):
         return f"{self.kind}:{self.target}"
 
 
-N = TypeVar("N", bound=type[Notifier])
 
 
-class NotifierRegistry:
-    """Notifier classes by kind; the module's ``notifiers`` is the default one."""
-
-    def __init__(self) -> None:
-        self._kinds: dict[str, type[Notifier]] = {}
-
-    def register(self, kind: str) -> Callable[[N], N]:
-        def decorate(cls: N) -> N:
-            cls.kind = kind
-            self._kinds[kind] = cls
-            return cls
-
-        return decorate
-
-    def create(self, kind: str, **options: Any) -> Notifier:
-        if kind not in self._kinds:
-            raise UnknownNotifierError(kind, self._kinds)
-        return self._kinds[kind](**options)
-
-    def kinds(self) -> list[str]:
-        return sorted(self._kinds)
+NotifierRegistry = Registry[type[Notifier]]
+"""Notifier classes by kind."""
 
 
-notifiers = NotifierRegistry()
+def notifier_registry() -> NotifierRegistry:
+    """A fresh, empty registry of notifiers (a test's or a plugin's own)."""
+    return Registry(
+        "notifier", unknown=UnknownNotifierError, taken=NotifierTakenError, name_attribute="kind"
+    )
 
 
-@notifiers.register("webhook")
+NOTIFIERS: NotifierRegistry = notifier_registry()
+"""The default registry: the webhook, the log file and SMTP, and any a plugin adds."""
+notifiers = NOTIFIERS
+
+
+@NOTIFIERS.register
 class WebhookNotifier(Notifier):
     """POSTs the Alertmanager webhook payload; retries connection errors, 429 and 5xx with
     exponential backoff (a 4xx other than 429 is the receiver refusing: not retried)."""
+
+    kind = "webhook"
 
     def __init__(
         self,
@@ -325,10 +320,12 @@ class WebhookNotifier(Notifier):
         raise NotifyError(self.kind, self.url, f"{problem} (after {self.attempts} attempts)")
 
 
-@notifiers.register("log")
+@NOTIFIERS.register
 class LogNotifier(Notifier):
     """Appends each notification as one JSON line (the webhook payload and ``at``) to a file,
     flushed and fsynced, so the log is complete after a crash."""
+
+    kind = "log"
 
     def __init__(self, path: str | os.PathLike[str], send_resolved: bool = True) -> None:
         self.path = Path(path)
@@ -355,12 +352,14 @@ class LogNotifier(Notifier):
         return 1
 
 
-@notifiers.register("smtp")
+@NOTIFIERS.register
 class SmtpNotifier(Notifier):
     """Sends a plain-text e-mail through ``smarthost`` (``host:port``), with STARTTLS when
     ``require_tls`` (a server that does not offer it is a failure), logging in when a
     ``username`` is given with the password read from the file ``password_file`` or the
     environment variable ``password_env`` (never written in the settings)."""
+
+    kind = "smtp"
 
     def __init__(
         self,
@@ -433,23 +432,30 @@ class SmtpNotifier(Notifier):
         return value
 
 
+def _create(registry: NotifierRegistry, kind: str, **options: Any) -> Notifier:
+    """A notifier of ``kind`` with ``options`` (each kind takes its own)."""
+    make: Callable[..., Notifier] = registry.get(kind)
+    return make(**options)
+
+
 def notifiers_from_settings(
     notifications: NotificationSettings,
     default_log: Path | None,
-    registry: NotifierRegistry = notifiers,
+    registry: NotifierRegistry = NOTIFIERS,
 ) -> list[Notifier]:
     """The notifiers that ``monitoring.notifications`` configures: each webhook, the log file
     (``default_log`` when the setting is empty) and SMTP when set."""
     found: list[Notifier] = []
     for hook in notifications.webhooks:
-        found.append(registry.create("webhook", url=hook.url, send_resolved=hook.send_resolved))
+        found.append(_create(registry, "webhook", url=hook.url, send_resolved=hook.send_resolved))
     path = notifications.log or default_log
     if path is not None:
-        found.append(registry.create("log", path=path))
+        found.append(_create(registry, "log", path=path))
     smtp = notifications.smtp
     if smtp is not None:
         found.append(
-            registry.create(
+            _create(
+                registry,
                 "smtp",
                 smarthost=smtp.smarthost,
                 from_=smtp.from_,

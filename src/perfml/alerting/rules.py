@@ -29,7 +29,7 @@ rule per kind, changed by name, new ones added with a name and a kind, some disa
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
@@ -40,6 +40,7 @@ from perfml.alerting.errors import AlertingError
 from perfml.alerting.templates import TemplateError, check
 from perfml.config import MonitoringSettings, Settings
 from perfml.errors import UsageError
+from perfml.plugins import PluginTakenError, Registry, UnknownPluginError
 from perfml.timeparse import format_duration, parse_duration
 
 SEVERITIES = ("info", "warning", "critical")
@@ -64,22 +65,12 @@ def _at(where: str) -> str:
     return f"{where}: " if where else ""
 
 
-class UnknownRuleKindError(RuleError):
+class UnknownRuleKindError(RuleError, UnknownPluginError):
     """No kind of that name is registered."""
 
-    def __init__(self, kind: str, known: list[str], where: str = "") -> None:
-        self.kind, self.known = kind, known
-        super().__init__(
-            f"{_at(where)}unknown rule kind {kind!r} (known: {', '.join(sorted(known))})"
-        )
 
-
-class RuleKindTakenError(RuleError):
+class RuleKindTakenError(RuleError, PluginTakenError):
     """Two kinds were registered under one name."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        super().__init__(f"rule kind {kind!r} is registered already")
 
 
 class BadRuleParamError(RuleError):
@@ -266,14 +257,15 @@ class RuleKind(Generic[P]):
 
 
 K = TypeVar("K", bound=type[RuleKind[Any]])
+KindRegistry = Registry[RuleKind[Any]]
+"""Rule kinds by name: one instance of each kind."""
 
 
-@dataclass
-class KindRegistry:
-    """Rule kinds by name. :func:`builtin_kinds` holds the shipped ones; tests build their own.
+def kind_registry() -> KindRegistry:
+    """A fresh, empty registry of rule kinds (a test or a plugin's own).
 
-    >>> kinds = KindRegistry()
-    >>> @kinds.register("Down")
+    >>> kinds = kind_registry()
+    >>> @rule_kind("Down", kinds)
     ... class Down(RuleKind[RuleParams]):
     ...     def expr(self, params: RuleParams) -> str:
     ...         return "up == 0"
@@ -284,52 +276,33 @@ class KindRegistry:
     ...
     perfml.alerting.rules.UnknownRuleKindError: unknown rule kind 'Up' (known: Down)
     """
-
-    _kinds: dict[str, RuleKind[Any]] = field(default_factory=dict)
-
-    def register(self, name: str) -> Callable[[K], K]:
-        """Class decorator: make a kind available as ``name`` (its alert name by default)."""
-
-        def add(cls: K) -> K:
-            if name in self._kinds:
-                raise RuleKindTakenError(name)
-            cls.name = name
-            self._kinds[name] = cls()
-            return cls
-
-        return add
-
-    def get(self, name: str, where: str = "") -> RuleKind[Any]:
-        """The kind called ``name``, or :class:`UnknownRuleKindError`."""
-        found = self._kinds.get(name)
-        if found is None:
-            raise UnknownRuleKindError(name, list(self._kinds), where)
-        return found
-
-    def names(self) -> list[str]:
-        """Every kind, in the order registered."""
-        return list(self._kinds)
-
-    def __iter__(self) -> Iterator[RuleKind[Any]]:
-        return iter(list(self._kinds.values()))
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._kinds
+    return Registry("rule kind", unknown=UnknownRuleKindError, taken=RuleKindTakenError)
 
 
-KINDS = KindRegistry()
-"""The default registry: the shipped kinds, and any :func:`rule_kind` adds."""
+KINDS: KindRegistry = Registry(
+    "rule kind",
+    unknown=UnknownRuleKindError,
+    taken=RuleKindTakenError,
+    builtins="perfml.alerting.rule_kinds",
+)
+"""The default registry: the shipped kinds (registered on first use), and any
+:func:`rule_kind` adds."""
 
 
 def rule_kind(name: str, registry: KindRegistry | None = None) -> Callable[[K], K]:
-    """Class decorator: register a kind as ``name`` in ``registry`` (default :data:`KINDS`)."""
-    return (KINDS if registry is None else registry).register(name)
+    """Class decorator: register a kind as ``name`` (its alert name) in ``registry`` (default
+    :data:`KINDS`); the registry holds one instance of it."""
+
+    def add(cls: K) -> K:
+        cls.name = name
+        (KINDS if registry is None else registry).add(name, cls())
+        return cls
+
+    return add
 
 
 def builtin_kinds() -> KindRegistry:
-    """:data:`KINDS` with the shipped kinds registered (imported on first use)."""
-    import perfml.alerting.rule_kinds  # noqa: F401  (registers the shipped kinds)
-
+    """:data:`KINDS`, where the shipped kinds are."""
     return KINDS
 
 

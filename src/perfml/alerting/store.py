@@ -27,7 +27,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
-    Engine,
     Index,
     Integer,
     MetaData,
@@ -42,7 +41,7 @@ from perfml.alerting.alerts import Alert, AlertState
 from perfml.alerting.dispatch import LabelMatcher, Silence
 from perfml.alerting.errors import AlertingError
 from perfml.alerting.notify import Delivery
-from perfml.metadata import Tables, TableOwner
+from perfml.metadata import TableOwner, Tables
 
 metadata = MetaData()
 

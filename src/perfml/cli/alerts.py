@@ -29,10 +29,8 @@ class NoMatchersError(UsageError):
 
 
 def open_store(ctx: typer.Context) -> AlertStore:
-    """The alert store in the workspace's metadata database, closed when the command ends."""
-    store = AlertStore(state(ctx).settings.registry_url)
-    ctx.call_on_close(store.close)
-    return store
+    """The alert store in the workspace's metadata database."""
+    return state(ctx).parts().alerts()
 
 
 def _now_ms() -> int:

@@ -84,6 +84,7 @@ def root(
     ),
 ) -> None:
     ctx.obj = CliState(config=config, workspace=workspace, debug=debug)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def main(argv: list[str] | None = None) -> int:

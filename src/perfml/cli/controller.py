@@ -10,8 +10,7 @@ import typer
 from rich.table import Table
 
 from perfml.cli.state import out, state
-from perfml.controller import Decision, DecisionLog
-from perfml.controller.setup import open_controller
+from perfml.controller import Decision
 from perfml.timeparse import parse_duration, parse_instant
 
 app = typer.Typer(help="Retrain served models when their data drifts, behind the gate.")
@@ -46,22 +45,21 @@ def run_once(
 ) -> None:
     """Check each served model's latest complete window once; retrain if it drifted."""
     moment = parse_instant(at, "--at") if at else datetime.now(UTC)
-    with open_controller(state(ctx).settings) as controller:
-        _print(controller.run_once(moment), as_json)
+    _print(state(ctx).parts().controller().run_once(moment), as_json)
 
 
 @app.command("run")
 def run(ctx: typer.Context) -> None:
     """Check on the schedule of ``controller.schedule`` until interrupted."""
-    settings = state(ctx).settings
-    interval = parse_duration(settings.controller.schedule).total_seconds()
+    parts = state(ctx).parts()
+    interval = parse_duration(parts.settings.controller.schedule).total_seconds()
     stop = threading.Event()
-    with open_controller(settings) as controller:
-        out.print(f"controller: checking {controller.models} every {interval:g} s", highlight=False)
-        try:
-            controller.run(interval, stop)
-        except KeyboardInterrupt:
-            stop.set()
+    controller = parts.controller()
+    out.print(f"controller: checking {controller.models} every {interval:g} s", highlight=False)
+    try:
+        controller.run(interval, stop)
+    except KeyboardInterrupt:
+        stop.set()
 
 
 @app.command("history")
@@ -72,8 +70,4 @@ def history(
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
     """The controller's decisions, oldest first, with their reasons."""
-    log = DecisionLog(state(ctx).settings.registry_url)
-    try:
-        _print(log.history(model, limit), as_json)
-    finally:
-        log.close()
+    _print(state(ctx).parts().decisions().history(model, limit), as_json)

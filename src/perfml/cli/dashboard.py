@@ -14,7 +14,6 @@ from perfml.cli.state import err, out, state
 from perfml.dashboard.app import create_app
 from perfml.dashboard.grafana import write_grafana_dashboards
 from perfml.dashboard.panels import default_dashboard
-from perfml.dashboard.setup import close_sources, open_sources
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8088
@@ -29,13 +28,10 @@ def dashboard(
     """Serve the dashboard: jobs, inference, drift, models and alerts."""
     import uvicorn
 
-    sources = open_sources(state(ctx).settings)
-    try:
-        app = create_app(sources, default_dashboard(), refresh_seconds=refresh)
-        err.print(f"perfml: dashboard on http://{host}:{port}", highlight=False)
-        uvicorn.run(app, host=host, port=port, log_level="warning")
-    finally:
-        close_sources(sources)
+    sources = state(ctx).parts().dashboard_sources()
+    app = create_app(sources, default_dashboard(), refresh_seconds=refresh)
+    err.print(f"perfml: dashboard on http://{host}:{port}", highlight=False)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def export_grafana_command(

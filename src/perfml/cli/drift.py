@@ -13,7 +13,6 @@ from perfml.drift import DEFAULT_METHODS, DriftReport, drift_report, parse_span
 from perfml.drift.reference import model_reference
 from perfml.drift.windows import DEFAULT_EVERY, check_every
 from perfml.errors import UsageError
-from perfml.registry.setup import open_registry
 
 app = typer.Typer(help="Drift of the features against the reference window.", no_args_is_help=True)
 
@@ -49,12 +48,9 @@ def report(
     if reference is not None:
         base = parse_span(reference)
     else:
-        registry = open_registry(cli.settings, background_delivery=False)
-        try:
-            version, base = model_reference(registry, str(model))
-            version_ref = version.ref
-        finally:
-            registry.close()
+        registry = cli.parts().registry(background_delivery=False)
+        version, base = model_reference(registry, str(model))
+        version_ref = version.ref
     found = drift_report(
         cli.store(),
         base,

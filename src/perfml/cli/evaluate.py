@@ -12,6 +12,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from perfml.cli.options import parse_pairs
 from perfml.cli.state import out, progress
 from perfml.detectors import DEFAULT_DETECTOR, create
 from perfml.evaluation.nab import PROFILE_ALIASES, PROFILES, FileScore, UnknownProfileError, profile
@@ -66,7 +67,7 @@ def nab(
         name, scored = read_results(corpus, results, detector)
     else:
         name = detector or DEFAULT_DETECTOR
-        params = parse_params(param or [])
+        params = parse_pairs(param, "--param")
         create(name, **params)
         scored = _score(nab_tasks(corpus), name, params, workers)
     result = evaluate(scored, name, threshold)
@@ -90,7 +91,7 @@ def fleet(
 ) -> None:
     """Run a detector on a generated fleet: per series, or per host if it is multivariate."""
     cost = _profile_name(shown)
-    params = parse_params(param or [])
+    params = parse_pairs(param, "--param")
     multivariate = create(detector, **params).multivariate
     scored = _score(fleet_tasks(data, multivariate), detector, params, workers)
     result = evaluate(scored, detector, threshold)
@@ -107,23 +108,6 @@ def _profile_name(name: str) -> str:
         return profile(name).name
     except UnknownProfileError as exc:
         raise typer.BadParameter(str(exc), param_hint="--profile") from None
-
-
-def parse_params(pairs: list[str]) -> dict[str, Any]:
-    """``key=value`` pairs; a value is JSON when it parses (``3``, ``0.5``, ``true``)."""
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise typer.BadParameter(f"{pair!r} is not key=value", param_hint="--param")
-        if key in params:
-            raise typer.BadParameter(f"{key!r} is given twice", param_hint="--param")
-        try:
-            params[key] = json.loads(text)
-        except json.JSONDecodeError:
-            params[key] = text
-    return params
 
 
 def _score(

@@ -12,12 +12,12 @@ import typer
 from rich.table import Table
 
 from perfml import detectors
+from perfml.cli.options import parse_pairs
 from perfml.cli.state import out, state
-from perfml.registry import MetricThreshold, ModelRegistry
+from perfml.registry import ModelRegistry
 from perfml.registry.events import EVENTS
 from perfml.registry.names import parse_ref
 from perfml.registry.records import AliasMove, ModelVersion
-from perfml.registry.setup import open_registry
 from perfml.timeparse import parse_instant
 
 app = typer.Typer(help="The model registry: versions, aliases, promotion.", no_args_is_help=True)
@@ -26,31 +26,13 @@ JSON_HELP = "print JSON instead of a table"
 
 
 def _registry(ctx: typer.Context) -> ModelRegistry:
-    """The workspace's registry; on exit, due webhook events are delivered and it is closed."""
-    registry = open_registry(state(ctx).settings, background_delivery=False)
-
-    def finish() -> None:
-        try:
-            registry.deliver_events()
-        finally:
-            registry.close()
-
-    ctx.call_on_close(finish)
-    return registry
+    """The workspace's registry; the events of what a command changed are delivered when it
+    ends (:meth:`perfml.workspace.Workspace.close`)."""
+    return state(ctx).parts().registry(background_delivery=False)
 
 
 def _emit(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True))
-
-
-def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
-    pairs = {}
-    for item in values or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=what)
-        pairs[key] = value
-    return pairs
 
 
 def _time(value: datetime | None) -> str:
@@ -144,7 +126,7 @@ def register(
     """Register a saved detector as a new version (its kind and parameters are read from it)."""
     detector = detectors.load(artifact)
     metrics = {}
-    for key, value in _pairs(metric, "--metric").items():
+    for key, value in parse_pairs(metric, "--metric", as_json=False).items():
         try:
             metrics[key] = float(value)
         except ValueError:
@@ -161,7 +143,7 @@ def register(
         features=feature,
         pipeline_run=pipeline_run,
         metrics=metrics,
-        tags=_pairs(tag, "--tag"),
+        tags=parse_pairs(tag, "--tag", as_json=False),
     )
     if as_json:
         _emit(version.to_json())
@@ -179,31 +161,19 @@ def promote(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Move an alias to a version if it clears the gate against the current holder."""
-    settings = state(ctx).settings
     parsed = parse_ref(ref)
     if parsed.version is None:
         raise typer.BadParameter("give NAME:VERSION", param_hint="REF")
-    thresholds = [MetricThreshold(**t.model_dump()) for t in settings.registry.gate]
+    parts = state(ctx).parts()
     registry = _registry(ctx)
-    evaluator = _gate_evaluator(ctx, registry)
     promotion = registry.promote(
-        parsed.model, parsed.version, alias, thresholds=thresholds, evaluator=evaluator,
-        force=force, reason=reason,
+        parsed.model, parsed.version, alias, thresholds=parts.gate_thresholds(),
+        evaluator=parts.gate_evaluator(registry), force=force, reason=reason,
     )  # fmt: skip
     if as_json:
         _emit(promotion.move.to_json())
         return
     _print_moves([promotion.move])
-
-
-def _gate_evaluator(ctx: typer.Context, registry: ModelRegistry) -> Any:
-    """The evaluator scoring both versions on the same recent labelled window of the store."""
-    from perfml.evaluation.labelled_window import LabelledWindowEvaluator
-
-    settings = state(ctx).settings
-    return LabelledWindowEvaluator.recent(
-        registry, state(ctx).store(), settings.registry.gate_window
-    )
 
 
 @app.command("rollback")

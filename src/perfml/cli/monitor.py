@@ -21,7 +21,6 @@ from rich.table import Table
 from perfml.alerting.alerts import Alert, AlertState, format_labels
 from perfml.alerting.templates import go_float
 from perfml.cli.state import err, out, state
-from perfml.recording.service import MonitoringService
 
 _STYLES = {
     AlertState.PENDING: "yellow",
@@ -88,9 +87,9 @@ def monitor(
 ) -> None:
     """Scrape perfml's metrics endpoints and evaluate the alert rules until interrupted,
     printing alerts as they change (the embedded mode's Prometheus)."""
-    settings = state(ctx).settings
+    parts = state(ctx).parts()
     if once:
-        service = MonitoringService(settings)
+        service = parts.monitoring()
         try:
             for result in service.scrape_now():
                 if result.error:
@@ -103,10 +102,10 @@ def monitor(
         return
     stop = threading.Event()
     with _stop_on_signals(stop):
-        service = MonitoringService(settings, on_transition=_print_transition)
+        service = parts.monitoring(on_transition=_print_transition)
         try:
             service.start()
-            monitoring = settings.monitoring
+            monitoring = parts.settings.monitoring
             err.print(
                 f"perfml: monitoring {len(service.targets)} targets every "
                 f"{monitoring.scrape_interval}, {len(service.engine.rules)} rules every "

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 import typer
 
+from perfml.cli.options import parse_pairs
 from perfml.cli.state import err
 from perfml.errors import UsageError
 from perfml.pipelines.dsl import Pipeline
@@ -46,19 +45,6 @@ def load_pipeline(name: str, known: Mapping[str, str] | None = None) -> Pipeline
     return build()
 
 
-def _params(values: list[str] | None) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for item in values or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
-        try:
-            params[key] = json.loads(raw)
-        except ValueError:
-            params[key] = raw
-    return params
-
-
 @app.command("compile")
 def compile_pipeline(
     name: str = typer.Argument(..., help=f"the pipeline: {', '.join(sorted(BUILTIN))}"),
@@ -81,7 +67,7 @@ def compile_pipeline(
         return
     from perfml.pipelines.kubernetes import compile_jobs, params_config_map, unset_params
 
-    params = _params(param)
+    params = parse_pairs(param, "--param")
     compile_jobs(pipeline, output, image, params=params, run=run, namespace=namespace)
     typer.echo(f"wrote {len(pipeline.order)} Jobs of {pipeline.name!r} to {output}")
     unset = unset_params(pipeline, params)

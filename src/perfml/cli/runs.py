@@ -32,10 +32,8 @@ class NoSuchJobError(UsageError):
 
 
 def open_history(ctx: typer.Context) -> RunHistory:
-    """The run history in the workspace's metadata database, closed when the command ends."""
-    history = RunHistory(state(ctx).settings.registry_url)
-    ctx.call_on_close(history.close)
-    return history
+    """The run history in the workspace's metadata database."""
+    return state(ctx).parts().history()
 
 
 # -- figures and rendering, shared with ``perfml train`` -------------------------------------
@@ -226,32 +224,17 @@ def serve_metrics_command(
     """
     from prometheus_client import CollectorRegistry
 
-    from perfml.controller import ControllerCollector, DecisionLog
-    from perfml.pipelines.job_metrics import Window
-    from perfml.pipelines.local import runner_capacity
-    from perfml.pipelines.metrics_server import serve_metrics
-    from perfml.pipelines.training import build_training_pipeline
-    from perfml.timeparse import parse_duration
+    from perfml.controller import ControllerCollector
+    from perfml.pipelines.metrics_server import MetricsServer
 
-    settings = state(ctx).settings
-    history = open_history(ctx)
-    decisions = DecisionLog(settings.registry_url)
+    parts = state(ctx).parts()
     registry = CollectorRegistry()
-    registry.register(ControllerCollector(decisions, drift=True))
-    ttl = settings.monitoring.finished_jobs_ttl
-    server = serve_metrics(
-        history,
-        runner_capacity(settings),
-        port,
-        host,
-        pipelines=[build_training_pipeline()],
-        window=Window(max_age=None if ttl is None else parse_duration(ttl).total_seconds()),
-        registry=registry,
-    )
+    registry.register(parts.job_metrics())
+    registry.register(ControllerCollector(parts.decisions(), drift=True))
+    server = MetricsServer(registry, port, host).start()
     out.print(f"serving job metrics at {server.url}", highlight=False)
     try:
         while True:
             time.sleep(3600)
     finally:
         server.close()
-        decisions.close()

@@ -1,7 +1,7 @@
 """``perfml serve``: the inference server (Open Inference Protocol v2) on uvicorn.
 
-The server is assembled here from the settings — the registry, the model repository, the
-feature store for feedback, the metrics — and the library's app does the rest. With
+The workspace assembles the server (:meth:`perfml.workspace.Workspace.serving_app`: the
+registry, the model repository, the feature store for feedback, the metrics). With
 ``--workers N`` each uvicorn worker builds its own from the same settings (passed in the
 environment), and the metrics are summed over the workers.
 """
@@ -18,9 +18,8 @@ from perfml.cli.state import err, out, state
 from perfml.config import Settings
 from perfml.errors import UsageError
 from perfml.registry.names import parse_ref
-from perfml.registry.setup import open_registry
-from perfml.serving.setup import serving_app
 from perfml.serving.telemetry import ServingMetrics
+from perfml.workspace import Workspace
 
 SETTINGS_ENV = "PERFML_SERVE_SETTINGS"
 MODELS_ENV = "PERFML_SERVE_MODELS"
@@ -60,7 +59,8 @@ def serve(
     listen_port = port or settings.serving.port
     err.print(f"perfml: serving {', '.join(refs)} on http://{listen_host}:{listen_port}")
     if workers == 1:
-        uvicorn.run(serving_app(settings, refs), host=listen_host, port=listen_port)
+        app = state(ctx).parts().serving_app(refs)
+        uvicorn.run(app, host=listen_host, port=listen_port)
         return
     ServingMetrics.prepare_multiprocess(settings.workspace.absolute() / "serving-metrics")
     os.environ[SETTINGS_ENV] = settings.model_dump_json()
@@ -77,7 +77,7 @@ def serve(
 def app_factory() -> FastAPI:
     """uvicorn's factory for each worker: the settings the parent put in the environment."""
     settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
-    return serving_app(settings, os.environ[MODELS_ENV].split("\n"))
+    return Workspace(settings).serving_app(os.environ[MODELS_ENV].split("\n"))
 
 
 @app.command("export")
@@ -98,16 +98,15 @@ def export(
     from perfml.serving.engines import export_model, parse_target
 
     chosen = parse_target(target)
-    with open_registry(state(ctx).settings, background_delivery=False) as registry:
-        done = export_model(
-            registry,
-            parse_ref(model),
-            chosen,
-            out_dir,
-            image=image,
-            namespace=namespace,
-            storage_uri=storage_uri,
-        )
+    done = export_model(
+        state(ctx).parts().registry(background_delivery=False),
+        parse_ref(model),
+        chosen,
+        out_dir,
+        image=image,
+        namespace=namespace,
+        storage_uri=storage_uri,
+    )
     version = done.version
     out.print(
         f"{version.model}:{version.version} (sha256:{version.digest[:12]}…) → "

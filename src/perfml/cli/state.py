@@ -1,4 +1,4 @@
-"""What every command shares: the settings, the workspace and the consoles."""
+"""What every command shares: the settings, the workspace (its parts) and the consoles."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from rich.progress import (
 
 from perfml.config import Settings, load_settings
 from perfml.featurestore import FeatureStore
+from perfml.workspace import Workspace
 
 # Piped output is not cut to 80 columns: tables stay whole for grep and for logs.
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -27,12 +28,14 @@ err = Console(stderr=True, soft_wrap=True)
 
 @dataclass
 class CliState:
-    """The global options, and the settings they lead to (read once, on first use)."""
+    """The global options, the settings they lead to and the workspace of those settings
+    (each made once, on first use; the workspace is closed when the command ends)."""
 
     config: Path | None = None
     workspace: Path | None = None
     debug: bool = False
     _settings: Settings | None = field(default=None, repr=False)
+    _workspace: Workspace | None = field(default=None, repr=False)
 
     @property
     def settings(self) -> Settings:
@@ -43,9 +46,19 @@ class CliState:
             self._settings = settings
         return self._settings
 
+    def parts(self) -> Workspace:
+        """The workspace's parts (:class:`~perfml.workspace.Workspace`)."""
+        if self._workspace is None:
+            self._workspace = Workspace(self.settings, actor=None)
+        return self._workspace
+
     def store(self) -> FeatureStore:
-        fs = self.settings.featurestore
-        return FeatureStore(self.settings.store_path, fs.memory_limit, fs.threads)
+        return self.parts().store()
+
+    def close(self) -> None:
+        if self._workspace is not None:
+            self._workspace.close()
+            self._workspace = None
 
 
 def state(ctx: typer.Context) -> CliState:

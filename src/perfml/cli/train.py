@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import typer
 
+from perfml.cli.options import parse_pairs
 from perfml.cli.runs import jobs_table, run_json
 from perfml.cli.state import out, state
 from perfml.detectors import DEFAULT_DETECTOR
 from perfml.errors import UsageError
-from perfml.pipelines.local import Training, run_training
+from perfml.pipelines.local import Training, TrainingRequest
 from perfml.timeparse import parse_instant
 
 
@@ -34,29 +33,9 @@ def parse_window(text: str) -> tuple[datetime, datetime]:
     raise BadWindowError(text)
 
 
-def parse_params(items: Sequence[str]) -> dict[str, Any]:
-    """``k=v`` pairs; a value that reads as JSON (numbers, true, lists) is taken as such."""
-    found: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
-        try:
-            found[key] = json.loads(value)
-        except json.JSONDecodeError:
-            found[key] = value
-    return found
-
-
 def print_training(done: Training) -> None:
     out.print(jobs_table(done.run))
-    registered = done.registered
-    line = f"registered {registered['ref']}"
-    if registered.get("promoted"):
-        line += f", promoted to {registered['promoted']}"
-    elif registered.get("gate"):
-        line += f", not promoted: {registered['gate']}"
-    out.print(line, highlight=False, markup=False)
+    out.print(done.outcome.summary(), highlight=False, markup=False)
 
 
 def train(
@@ -79,13 +58,13 @@ def train(
     if not metrics:
         raise typer.BadParameter("name at least one metric", param_hint="--data")
     start, end = parse_window(window)
-    done = run_training(
-        state(ctx).settings, detector=detector, metrics=metrics, start=start, end=end,
-        entities=entity, model=model, params=parse_params(param or []), holdout=holdout,
-        promote=promote, alias=alias,
+    request = TrainingRequest(
+        detector=detector, metrics=metrics, start=start, end=end, entities=entity, model=model,
+        params=parse_pairs(param, "--param"), holdout=holdout, promote=promote, alias=alias,
     )  # fmt: skip
+    done = state(ctx).parts().train(request)
     if as_json:
-        document = {"run": run_json(done.run), "registered": done.registered}
+        document = {"run": run_json(done.run), "registered": done.outcome.to_json()}
         typer.echo(json.dumps(document, indent=2, sort_keys=True))
         return
     print_training(done)

@@ -9,10 +9,10 @@ from perfml.controller.decisions import RETRAINED, SKIPPED, Action, Decision, De
 from perfml.controller.loop import (
     Controller,
     Policy,
-    Retrained,
+    NoModelsError,
     Trainer,
+    controlled_models,
     latest_complete_window,
-    pipeline_trainer,
 )
 
 __all__ = [
@@ -24,8 +24,8 @@ __all__ = [
     "Decision",
     "DecisionLog",
     "Policy",
-    "Retrained",
+    "NoModelsError",
     "Trainer",
+    "controlled_models",
     "latest_complete_window",
-    "pipeline_trainer",
 ]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from perfml.config import Settings
+from perfml.config import ControllerSettings, ServingSettings
 from perfml.controller.decisions import Action, Decision, DecisionLog
 from perfml.drift import (
     DriftReport,
@@ -43,8 +43,9 @@ from perfml.drift import (
     window_of,
 )
 from perfml.drift.windows import Window, calendar_windows
-from perfml.errors import PerfmlError
+from perfml.errors import PerfmlError, UsageError
 from perfml.featurestore import FeatureStore
+from perfml.pipelines.outcomes import TrainingOutcome
 from perfml.registry.records import ModelVersion
 from perfml.registry.registry import ModelRegistry
 from perfml.timeparse import parse_duration, to_epoch_ms
@@ -69,8 +70,7 @@ class Policy:
     quality: bool = True
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Policy:
-        found = settings.controller
+    def from_settings(cls, found: ControllerSettings) -> Policy:
         return cls(
             every=found.every,
             method=found.method,
@@ -86,53 +86,29 @@ class Policy:
         )
 
 
-@dataclass(frozen=True)
-class Retrained:
-    """What a retrain produced: the run, the candidate and whether the gate promoted it."""
-
-    run_id: str
-    candidate: str
-    promoted: bool
-    gate: Any
-
-
 class Trainer(Protocol):
     """Runs the training pipeline on ``[start, end)`` for ``production``'s model and
-    promotes the candidate through the gate (see :func:`pipeline_trainer`)."""
+    promotes the candidate through the gate (a workspace's is
+    :meth:`perfml.workspace.Workspace.trainer`)."""
 
     def __call__(
         self, production: ModelVersion, start: datetime, end: datetime, policy: Policy
-    ) -> Retrained: ...
+    ) -> TrainingOutcome: ...
 
 
-def pipeline_trainer(settings: Settings) -> Trainer:
-    """The built-in training pipeline on the local runner (:func:`run_training`)."""
-    from perfml.pipelines.local import run_training
-
-    def train(
-        production: ModelVersion, start: datetime, end: datetime, policy: Policy
-    ) -> Retrained:
-        done = run_training(
-            settings,
-            detector=production.detector,
-            metrics=production.features,
-            start=start,
-            end=end,
-            model=production.model,
-            params=production.params,
-            holdout=policy.holdout,
-            promote=True,
-            alias=policy.alias,
-        )
-        registered = done.registered
-        return Retrained(
-            run_id=done.run.run_id,
-            candidate=str(registered["ref"]),
-            promoted=registered.get("promoted") == policy.alias,
-            gate=registered.get("gate"),
+class NoModelsError(UsageError):
+    def __init__(self) -> None:
+        super().__init__(
+            "the controller has no model to check: set controller.models or serving.models "
+            "in perfml.yaml (e.g. [cpu_util])"
         )
 
-    return train
+
+def controlled_models(controller: ControllerSettings, serving: ServingSettings) -> list[str]:
+    """The model names checked: ``controller.models``, else those ``serving.models`` serve."""
+    chosen = controller.models or serving.models
+    names = [ref.split("@")[0].split(":")[0] for ref in chosen]
+    return list(dict.fromkeys(names))
 
 
 class Controller:
@@ -278,18 +254,19 @@ class Controller:
             )
         start = window.end_time - policy.training_window
         done = self.trainer(production, start, window.end_time, policy)
-        figures["gate"] = done.gate
+        figures["gate"] = None if done.gate is None else done.gate.model_dump(mode="json")
         figures["training_window"] = [start.isoformat(), window.end_time.isoformat()]
-        if done.promoted:
+        if done.promoted == policy.alias:
             return decided(
-                Action.PROMOTED, high, f"{done.candidate} passed the gate: promoted",
-                candidate=done.candidate, run_id=done.run_id,
+                Action.PROMOTED, high, f"{done.ref} passed the gate: promoted",
+                candidate=done.ref, run_id=done.run_id,
             )  # fmt: skip
+        why = "not asked to promote" if done.gate is None else done.gate.reason
         return decided(
             Action.KEPT,
             high,
-            f"drift high but candidate not better: kept production {production.ref} ({done.gate})",
-            candidate=done.candidate,
+            f"drift high but candidate not better: kept production {production.ref} ({why})",
+            candidate=done.ref,
             run_id=done.run_id,
         )
 

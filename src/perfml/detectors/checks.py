@@ -251,7 +251,8 @@ def check_no_rows_no_scores(case: _Case) -> None:
 def check_fit_is_deterministic_from_scratch(case: _Case) -> None:
     """Fitting twice gives the same model; fitting again forgets what was fitted before."""
     sample, params = case.sample, case.fitted.params.model_dump()
-    history, later = sample.frame(case.fitted, sample.history), sample.frame(case.fitted, sample.later)
+    history = sample.frame(case.fitted, sample.history)
+    later = sample.frame(case.fitted, sample.later)
     first = case.new(**params).fit(history)
     second = case.new(**params).fit(later)
     second.fit(history)
@@ -291,7 +292,8 @@ def check_missing_values(case: _Case) -> None:
     ts, values = _arrays(gappy.slice(0, 500))
     for t, v in zip(ts.tolist(), values, strict=True):
         detector.update(t, v)
-    after = detector.score(sample.frame(detector, slice(sample.later.start + 500, sample.later.stop)))
+    rest = slice(sample.later.start + 500, sample.later.stop)
+    after = detector.score(sample.frame(detector, rest))
     if not valid(after) or not np.median(after) < 0.95:
         raise ConformanceError(
             case.name, "missing values", f"after the gaps the median score is {np.median(after)}"
@@ -386,15 +388,15 @@ class _MakesADirectory:
         return (os.mkdir, (str(self.path),))
 
 
-def _damages(case: _Case, saved: Path) -> Iterator[tuple[str, Callable[[Path], None], str]]:
+def _damages(case: _Case, saved: Path) -> Iterator[tuple[str, Callable[[Path], object], str]]:
     """(what, how to damage a copy of ``saved``, what the refusal must say)."""
     blob = saved.read_bytes()
+
+    def truncated(keep: float) -> Callable[[Path], object]:
+        return lambda path: path.write_bytes(blob[: int(len(blob) * keep)])
+
     for keep in (0.0, 0.1, 0.5, 0.99):
-        yield (
-            f"truncated to {keep:.0%}",
-            lambda p, k=keep: p.write_bytes(blob[: int(len(blob) * k)]),  # type: ignore[misc]
-            "not a saved perfml detector|truncated",
-        )
+        yield f"truncated to {keep:.0%}", truncated(keep), "not a saved perfml detector|truncated"
     contents = _members(saved)
     arrays = [n for n in sorted(contents) if n.startswith("arrays/")]
     if arrays:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from perfml.errors import PerfmlError, UsageError
+from perfml.plugins import PluginTakenError, UnknownPluginError
 
 
 class DriftError(PerfmlError):
@@ -20,12 +19,12 @@ class BadDriftRequestError(DriftError, UsageError):
         super().__init__(f"{what} {value!r} is not valid: expected {expected}")
 
 
-class UnknownMeasureError(BadDriftRequestError):
+class UnknownMeasureError(DriftError, UnknownPluginError):
     """No measure of that name is registered."""
 
-    def __init__(self, name: str, known: Iterable[str]) -> None:
-        self.known = sorted(known)
-        super().__init__("drift measure", name, f"one of {', '.join(self.known)}")
+
+class MeasureTakenError(DriftError, PluginTakenError):
+    """Two measures were registered under one name."""
 
 
 class EmptyReferenceError(DriftError):

@@ -38,13 +38,13 @@ log-based measure.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
 from typing import ClassVar, TypeVar
 
 import numpy as np
 
-from perfml.drift.errors import EdgesMismatchError, UnknownMeasureError
+from perfml.drift.errors import EdgesMismatchError, MeasureTakenError, UnknownMeasureError
 from perfml.drift.histograms import Counts, Floats, Histogram
+from perfml.plugins import Registry
 
 SMOOTHING = 1e-6
 """The share every bin gets added before renormalising (see the module's docstring)."""
@@ -102,39 +102,29 @@ class ShareMeasure(Measure):
 M = TypeVar("M", bound=type[Measure])
 
 
-class MeasureRegistry:
-    """Measures by name. ``MEASURES`` is the default; tests and plugins may build their own."""
-
-    def __init__(self) -> None:
-        self._measures: dict[str, Measure] = {}
-
-    def register(self, cls: M) -> M:
-        """Class decorator: add an instance of ``cls`` under ``cls.name``."""
-        self._measures[cls.name] = cls()
-        return cls
-
-    def get(self, name: str) -> Measure:
-        try:
-            return self._measures[name]
-        except KeyError:
-            raise UnknownMeasureError(name, self._measures) from None
-
-    def names(self) -> list[str]:
-        return list(self._measures)
-
-    def thresholds(self) -> dict[str, float | None]:
-        return {name: m.threshold for name, m in self._measures.items()}
-
-    def __iter__(self) -> Iterator[Measure]:
-        return iter(self._measures.values())
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._measures
+MeasureRegistry = Registry[Measure]
+"""Drift measures by name: one instance of each."""
 
 
-MEASURES = MeasureRegistry()
+def measure_registry() -> MeasureRegistry:
+    """A fresh, empty registry of measures (a test's or a plugin's own)."""
+    return Registry("drift measure", unknown=UnknownMeasureError, taken=MeasureTakenError)
+
+
+MEASURES: MeasureRegistry = measure_registry()
 """The built-in measures, in the order reports show them."""
-register: Callable[[M], M] = MEASURES.register
+
+
+def register(cls: M, registry: MeasureRegistry | None = None) -> M:
+    """Class decorator: add an instance of ``cls`` under ``cls.name`` (to :data:`MEASURES`
+    unless told otherwise)."""
+    (MEASURES if registry is None else registry).add(cls.name, cls())
+    return cls
+
+
+def thresholds(measures: MeasureRegistry) -> dict[str, float | None]:
+    """Each measure's default threshold (None: it has none), by name."""
+    return {found.name: found.threshold for found in measures}
 
 
 @register

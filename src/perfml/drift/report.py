@@ -34,13 +34,13 @@ import pyarrow as pa
 from perfml.drift import evidently
 from perfml.drift.errors import BadDriftRequestError, EmptyReferenceError
 from perfml.drift.histograms import DEFAULT_BINS, BinEdges, Histogram
-from perfml.drift.measures import MEASURES, MeasureRegistry, ShareMeasure
+from perfml.drift.measures import MEASURES, MeasureRegistry, ShareMeasure, thresholds
 from perfml.drift.scan import FeatureKey, Shard, feature_name, reference_edges, window_histograms
 from perfml.drift.windows import DEFAULT_EVERY, Window, calendar_windows
 from perfml.featurestore import FeatureStore
 
 DEFAULT_METHODS = ("kl", "psi", "js", "wasserstein")
-DEFAULT_THRESHOLDS: dict[str, float | None] = MEASURES.thresholds()
+DEFAULT_THRESHOLDS: dict[str, float | None] = thresholds(MEASURES)
 """Over these a feature has drifted: ``kl`` 0.1 (the ``FeatureDriftHigh`` rule), ``psi`` 0.2,
 ``js`` 0.025; ``wasserstein`` has none (its scale is the feature's unit)."""
 BINNINGS = ("quantile", "evidently")

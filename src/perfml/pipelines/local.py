@@ -9,12 +9,10 @@ request says what to train and whether to promote; the outcome is the register s
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -76,7 +74,8 @@ class TrainingRequest:
     holdout: float = 0.2
     promote: bool = False
     alias: str = "production"
-    gate: Sequence[MetricThreshold] = ()
+    gate: Sequence[MetricThreshold] | None = None
+    """The gate's thresholds; None: the workspace's (``registry.gate``)."""
 
     def check(self) -> None:
         """Refuse an unknown detector or parameter, or a bad window, before anything runs."""
@@ -96,7 +95,7 @@ class TrainingRequest:
             "model": self.model or "-".join(self.metrics),
             "promote": self.promote,
             "alias": self.alias,
-            "gate": [threshold.__dict__.copy() for threshold in self.gate],
+            "gate": [threshold.__dict__.copy() for threshold in self.gate or ()],
             "run_id": run_id,
         }
 
@@ -124,6 +123,4 @@ def run_training(
     run = runner.run(pipeline, request.run_params(run_id), run_id=run_id)
     if run.state is not JobState.SUCCEEDED:
         raise TrainingFailedError(run)
-    result = Path(run.workspace) / "register" / "result.json"
-    value = json.loads(result.read_text())["value"]
-    return Training(run, TrainingOutcome.model_validate(value))
+    return Training(run, TrainingOutcome.model_validate(runner.task_value(run, "register")))

@@ -122,6 +122,11 @@ class LocalRunner:
         self._drive(pipeline, state)
         return self._finish(state)
 
+    def task_value(self, run: RunRecord, task: str) -> Any:
+        """The return value of ``run``'s succeeded ``task`` (what the step returned)."""
+        result = Path(run.workspace) / task / "result.json"
+        return json.loads(result.read_text())["value"]
+
     def close(self) -> None:
         """Stop the worker launcher (the fork server); a runner also stops it when collected."""
         self.launcher.close()

@@ -19,15 +19,17 @@ import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from perfml.errors import PerfmlError
+from perfml.pipelines.catalog import pipeline
 from perfml.pipelines.dsl import (
     Param,
+    Part,
     Pipeline,
     Preconditions,
     Resources,
@@ -36,7 +38,12 @@ from perfml.pipelines.dsl import (
     step,
 )
 
+if TYPE_CHECKING:
+    from perfml.featurestore import FeatureStore
+
 PIPELINE = "batch-scoring"
+DEFAULT_TOKEN_ENV = "PERFML_SERVING_TOKEN"
+"""The variable holding the inference API's token unless told otherwise (``serving.token_env``)."""
 
 
 class ScoringRefusedError(PerfmlError):
@@ -61,7 +68,7 @@ scoring_step: Callable[..., Callable[[Callable[..., Any]], StepDefinition]] = st
 
 @scoring_step(retries=2, backoff=1.0, timeout=1800, resources=Resources(cpu=0.5, memory="1Gi"))
 def score(
-    store: str,
+    store: FeatureStore,
     url: str,
     model: str,
     metric: str,
@@ -73,9 +80,7 @@ def score(
     batch_rows: int = 100,
 ) -> dict[str, Any]:
     """Score ``metric`` in ``[start, end)`` through ``url``; write the scores into ``volume``."""
-    from perfml.featurestore import FeatureStore
-
-    points = FeatureStore(store).read(metric, start=start, end=end)
+    points = store.read(metric, start=start, end=end)
     token = os.environ.get(token_env, "")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     endpoint = f"{url.rstrip('/')}/v2/models/{model}/infer"
@@ -142,7 +147,10 @@ def _entity_slices(points: pa.Table) -> list[tuple[str, list[int], list[float]]]
     return slices
 
 
-def build_scoring_pipeline(volume: str | Path, token_env: str) -> Pipeline:
+@pipeline(PIPELINE)
+def build_scoring_pipeline(
+    volume: str | Path = "scores", token_env: str = DEFAULT_TOKEN_ENV
+) -> Pipeline:
     """The pipeline, with its preconditions: the output ``volume`` and the token's variable.
 
     A relative ``volume`` is taken from the current folder (the job runs in a folder of its
@@ -152,7 +160,7 @@ def build_scoring_pipeline(volume: str | Path, token_env: str) -> Pipeline:
     task = Task(
         "score",
         replace(score, needs=needs),
-        {name: Param(name) for name in score.inputs},
+        {name: Part(name) if name == "store" else Param(name) for name in score.inputs},
     )
     return Pipeline(
         PIPELINE,

@@ -54,6 +54,7 @@ from perfml.pipelines.dsl import (
     Task,
     step,
 )
+from perfml.pipelines.catalog import pipeline
 from perfml.pipelines.errors import PipelineError
 from perfml.pipelines.outcomes import GateVerdict, TrainingOutcome
 from perfml.timeparse import parse_instant
@@ -403,7 +404,7 @@ def register(
 
 # -- the pipeline ----------------------------------------------------------------------------
 
-_ARTIFACTS: dict[str, dict[str, Ref]] = {
+_ARTIFACTS: dict[str, dict[str, Ref | Part]] = {
     "query": {"store": Part("store")},
     "preprocess": {"store": Part("store"), "selection": Ref("query", "selection")},
     "train": {"batches": Ref("preprocess", "batches")},
@@ -419,6 +420,7 @@ _ARTIFACTS: dict[str, dict[str, Ref]] = {
 parameter of its name."""
 
 
+@pipeline(PIPELINE)
 def build_training_pipeline(timeout: float | None = None, retries: int | None = None) -> Pipeline:
     """The training pipeline; ``timeout`` and ``retries`` override every step's own."""
     changes: dict[str, Any] = {}

@@ -11,23 +11,24 @@ Without a cluster nothing else scrapes perfml's endpoints or evaluates its rules
   ``monitoring.scrape_timeout``, cut to the interval when longer: a scrape never overlaps
   the next);
 * the :class:`~perfml.alerting.engine.RuleEngine` of
-  :func:`~perfml.alerting.engine.engine_from_settings` (the alert store in the metadata
-  database, the notifications of ``monitoring.notifications``) evaluated every
+  :func:`~perfml.alerting.engine.build_engine` (the alerts kept in the alert store, the
+  notifications of ``monitoring.notifications``) evaluated every
   ``monitoring.evaluation_interval`` on a thread of its own.
 
-The targets, unless given (:func:`default_targets`), are those of the ``prometheus.yml``
-that ``perfml export prometheus`` writes, so that the alerts carry the same labels in both
-worlds:
+It is handed its parts — the feature store, the alert store, the targets — and closes none of
+them. A workspace's targets (:meth:`perfml.workspace.Workspace.monitoring`) are
+:func:`default_targets`, those of the ``prometheus.yml`` that ``perfml export prometheus``
+writes, so that the alerts carry the same labels in both worlds:
 
 * ``perfml-serving``: ``http://{serving.host}:{serving.port}/metrics`` (``127.0.0.1`` for a
   server listening on every address), with the bearer token of ``serving.token_env`` when
   that variable is set;
 * ``perfml-jobs``: when ``monitoring.jobs_metrics`` names an address, that endpoint (a
   ``perfml runs serve-metrics`` elsewhere). Otherwise nothing serves the job metrics but this
-  process could, so they are read in-process from the workspace's run history — no port to
-  open, no second process to keep alive — under ``instance="127.0.0.1:9102"``, the address
-  the exported ``prometheus.yml`` scrapes them at, so the series are labelled as a Prometheus
-  would label them;
+  process could, so they are read in-process (:func:`jobs_target`: the workspace's run history)
+  — no port to open, no second process to keep alive — under ``instance="127.0.0.1:9102"``,
+  the address the exported ``prometheus.yml`` scrapes them at, so the series are labelled as
+  a Prometheus would label them;
 * every ``monitoring.targets`` entry, with its labels;
 * the ``extra_registries`` of this process (a controller's or drift job's metrics), read
   without HTTP as one target, job ``perfml``.
@@ -37,9 +38,13 @@ in the engine's rule health and the other rules still run; a round that fails as
 database unreachable) is logged and the next one runs on time.
 
 >>> import tempfile
->>> from perfml.config import Settings
->>> settings = Settings(workspace=tempfile.mkdtemp())
->>> service = MonitoringService(settings, targets=[])  # nothing scraped: serving is absent
+>>> from perfml.alerting import AlertStore
+>>> from perfml.config import MonitoringSettings
+>>> from perfml.featurestore import FeatureStore
+>>> from perfml.metadata import MetadataDatabase
+>>> alerts = AlertStore(MetadataDatabase("sqlite://"))
+>>> store = FeatureStore(tempfile.mkdtemp())
+>>> service = MonitoringService(store, alerts, MonitoringSettings(), [])  # nothing scraped
 >>> [(alert.rule, alert.state.value) for alert in service.evaluate_now()]
 [('InferenceServiceDown', 'pending')]
 >>> service.stop()
@@ -52,6 +57,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -60,12 +66,12 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from perfml.alerting.alerts import Alert, AlertState
-from perfml.alerting.engine import RuleEngine, engine_from_settings
+from perfml.alerting.engine import EngineRule, RuleEngine, build_engine
 from perfml.alerting.prometheus_config import JOBS_METRICS_PORT
 from perfml.alerting.rules import JOBS_JOB, SERVING_JOB
-from perfml.config import Settings
+from perfml.alerting.store import AlertStore
+from perfml.config import MonitoringSettings, ServingSettings
 from perfml.featurestore import FeatureStore
-from perfml.pipelines.history import RunHistory
 from perfml.recording.errors import RecordingError
 from perfml.recording.recorder import MetricsStore, Recorder
 from perfml.recording.rounds import every
@@ -89,7 +95,7 @@ OnTransition = Callable[[Alert], None]
 
 
 class ServiceClosedError(RecordingError):
-    """A stopped service cannot start again: its stores are closed."""
+    """A stopped service cannot start again: its scraper is closed."""
 
     def __init__(self) -> None:
         super().__init__("the monitoring service was stopped; create a new one to start again")
@@ -149,39 +155,21 @@ def in_process_target(
     return RegistryTarget(job, registry, instance=instance)
 
 
-def jobs_target(
-    settings: Settings, history: RunHistory, *, clock: Callable[[], float] = time.time
-) -> RegistryTarget:
-    """The job metrics of ``history`` read in-process, labelled as the exported Prometheus
-    scrape of ``perfml runs serve-metrics`` labels them (see the module's doc); ``clock``
-    says how long active jobs have been in their phase."""
-    from perfml.pipelines.job_metrics import JobMetricsCollector, Window, requests_from
-    from perfml.pipelines.local import runner_capacity
-    from perfml.pipelines.training import build_training_pipeline
-
-    ttl = settings.monitoring.finished_jobs_ttl
-    collector = JobMetricsCollector(
-        history,
-        runner_capacity(settings),
-        requests=requests_from([build_training_pipeline()]),
-        window=Window(max_age=None if ttl is None else seconds(ttl)),
-        clock=clock,
-    )
+def jobs_target(collector: Collector) -> RegistryTarget:
+    """The job metrics of ``collector`` (a run history's) read in-process, labelled as the
+    exported Prometheus scrape of ``perfml runs serve-metrics`` labels them (see the module's
+    doc)."""
     return in_process_target(JOBS_JOB, [collector], f"127.0.0.1:{JOBS_METRICS_PORT}")
 
 
 def default_targets(
-    settings: Settings,
-    history: RunHistory | None = None,
-    *,
-    clock: Callable[[], float] = time.time,
+    serving: ServingSettings, monitoring: MonitoringSettings, jobs: Target | None = None
 ) -> list[Target]:
-    """The targets ``settings`` describe: serving, the jobs, ``monitoring.targets``.
+    """The targets the settings describe: serving, the jobs, ``monitoring.targets``.
 
-    The jobs are read in-process from ``history`` unless ``monitoring.jobs_metrics`` is set
-    (then scraped over HTTP); without either they are left out.
+    The jobs are scraped over HTTP when ``monitoring.jobs_metrics`` is set, else read from
+    ``jobs`` (:func:`jobs_target`) when given; without either they are left out.
     """
-    serving = settings.serving
     token = os.environ.get(serving.token_env) or None
     targets: list[Target] = [
         ScrapeTarget(
@@ -190,14 +178,13 @@ def default_targets(
             bearer_token=token,
         )
     ]
-    jobs_metrics = settings.monitoring.jobs_metrics
-    if jobs_metrics is not None:
-        targets.append(ScrapeTarget(JOBS_JOB, f"http://{jobs_metrics}/metrics"))
-    elif history is not None:
-        targets.append(jobs_target(settings, history, clock=clock))
+    if monitoring.jobs_metrics is not None:
+        targets.append(ScrapeTarget(JOBS_JOB, f"http://{monitoring.jobs_metrics}/metrics"))
+    elif jobs is not None:
+        targets.append(jobs)
     targets += [
         ScrapeTarget(extra.job, extra.url, labels=dict(extra.labels))
-        for extra in settings.monitoring.targets
+        for extra in monitoring.targets
     ]
     return targets
 
@@ -205,46 +192,44 @@ def default_targets(
 class MonitoringService:
     """Scrapes, records and evaluates the alert rules, each on its thread, until stopped.
 
-    ``targets`` replace :func:`default_targets`; ``extra_registries`` (registries or
-    collectors of this process) are read as one more target, job ``perfml``. ``clock`` gives
+    Samples are recorded into ``store`` (as ``monitoring:`` says: retention, flushes) and the
+    alerts kept in ``alerts``; ``targets`` are scraped (see :func:`default_targets`);
+    ``extra_registries`` (registries or collectors of this process) are read as one more
+    target, job ``perfml``. ``rules`` replace ``monitoring:``'s; the JSON-lines notification
+    log is ``alerts_log`` unless the settings name one. ``clock`` gives
     the time of scrapes and evaluations (seconds since the epoch). ``on_transition`` is called
     with each alert an evaluation moved, from the evaluating thread (keep it short).
 
-    :meth:`start` starts both loops, :meth:`stop` ends them, flushes what is recorded and
-    closes the stores; ``with`` does both. :meth:`scrape_now` and :meth:`evaluate_now` do one
+    :meth:`start` starts both loops, :meth:`stop` ends them and flushes what is recorded;
+    ``with`` does both. :meth:`scrape_now` and :meth:`evaluate_now` do one
     round by hand (``perfml monitor --once``, tests), started or not.
     """
 
     def __init__(
         self,
-        settings: Settings,
+        store: FeatureStore,
+        alerts: AlertStore,
+        monitoring: MonitoringSettings,
+        targets: Sequence[Target],
         *,
-        targets: Sequence[Target] | None = None,
+        rules: Sequence[EngineRule] | None = None,
+        alerts_log: Path | None = None,
         extra_registries: Sequence[Collector] = (),
         clock: Callable[[], float] = time.time,
         on_transition: OnTransition | None = None,
     ) -> None:
-        monitoring = settings.monitoring
-        self.settings = settings
         self.clock = clock
         self.on_transition = on_transition
         self.scrape_interval_s = seconds(monitoring.scrape_interval)
         self.evaluation_interval_s = seconds(monitoring.evaluation_interval)
-        fs = settings.featurestore
-        self.store = FeatureStore(settings.store_path, fs.memory_limit, fs.threads)
+        self.store = store
         self.metrics = MetricsStore(
-            self.store,
+            store,
             retention_s=seconds(monitoring.retention),
             flush_interval_s=seconds(monitoring.flush_interval),
         )
         """The recorded series (a PromQL source): what the rules and a dashboard read."""
-        self._history: RunHistory | None = None
-        if targets is None:
-            if monitoring.jobs_metrics is None:
-                self._history = RunHistory(settings.registry_url)
-            chosen = default_targets(settings, self._history, clock=clock)
-        else:
-            chosen = list(targets)
+        chosen = list(targets)
         if extra_registries:
             chosen.append(in_process_target(PROCESS_JOB, extra_registries))
         self.targets: list[Target] = chosen
@@ -258,9 +243,11 @@ class MonitoringService:
             clock=clock,
         )
         try:
-            self.engine: RuleEngine = engine_from_settings(settings, self.metrics)
+            self.engine: RuleEngine = build_engine(
+                monitoring, alerts, self.metrics, rules=rules, alerts_log=alerts_log
+            )
         except BaseException:
-            self._close_stores(None)
+            self._scraper.close()
             raise
         self.last_error: BaseException | None = None
         """The last failure of a whole evaluation round (each rule's are in its health)."""
@@ -315,8 +302,8 @@ class MonitoringService:
         return self
 
     def stop(self) -> None:
-        """End both loops (waiting for the rounds under way), flush the recorded samples and
-        close the stores. Stopping again does nothing."""
+        """End both loops (waiting for the rounds under way) and flush the recorded samples.
+        Stopping again does nothing."""
         if self._stopped:
             return
         self._stopped = True
@@ -327,14 +314,7 @@ class MonitoringService:
                 self._evaluator = None
             self.recorder.stop()  # joins its thread, then flushes
         finally:
-            self._close_stores(self.engine)
-
-    def _close_stores(self, engine: RuleEngine | None) -> None:
-        self._scraper.close()
-        if engine is not None and engine.store is not None:
-            engine.store.close()
-        if self._history is not None:
-            self._history.close()
+            self._scraper.close()
 
     def _evaluate_loop(self) -> None:
         # the database unreachable, say: try again next round

@@ -93,6 +93,13 @@ class ModelRegistry(TableOwner, AliasBook):
         self._subscribers: list[events.Subscriber] = []
         self._deliver_in_background = deliver_in_background
         self._delivery_lock = threading.Lock()
+        self.changed = False
+        """Whether this registry announced a change (its events may wait for delivery)."""
+
+    @property
+    def delivers_in_background(self) -> bool:
+        """Whether each change's webhook events are sent from a thread as it happens."""
+        return self._deliver_in_background
 
     # -- models --------------------------------------------------------------------------
 
@@ -400,6 +407,7 @@ class ModelRegistry(TableOwner, AliasBook):
             return events.deliver_due(self.engine, policy or events.DeliveryPolicy(), now=now)
 
     def _announce(self, event: events.Event) -> None:
+        self.changed = True
         for subscriber in list(self._subscribers):
             try:
                 subscriber(event)

@@ -1,4 +1,5 @@
-"""The inference server of a workspace, assembled from ``perfml.yaml``."""
+"""The inference server's app, assembled from its parts: the registry, the feature store (for
+feedback), the models to serve and ``serving:``'s settings."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from collections.abc import Sequence
 
 from fastapi import FastAPI
 
-from perfml.config import Settings
+from perfml.config import ServingSettings
 from perfml.featurestore import FeatureStore
-from perfml.registry.setup import open_registry
+from perfml.registry import ModelRegistry
 from perfml.serving.dataplane import DataPlane
 from perfml.serving.repository import ModelRepository
 from perfml.serving.rest import build_app
@@ -17,23 +18,26 @@ from perfml.serving.telemetry import ServingMetrics
 from perfml.timeparse import parse_duration
 
 
-def serving_app(
-    settings: Settings, refs: Sequence[str], metrics: ServingMetrics | None = None
+def inference_app(
+    registry: ModelRegistry,
+    store: FeatureStore,
+    refs: Sequence[str],
+    serving: ServingSettings,
+    metrics: ServingMetrics | None = None,
 ) -> FastAPI:
-    """The server for ``refs`` as ``settings`` describe it: the registry, the model repository
-    following the aliases, the feature store for feedback, the metrics, the bearer token from
-    the environment variable ``serving.token_env`` (none if unset). One per worker process."""
-    serving = settings.serving
+    """The server for ``refs``: the model repository following their aliases in ``registry``
+    (polled every ``serving.poll_interval`` besides the registry's events), ``store`` for
+    feedback, the metrics (:meth:`ServingMetrics.from_environment` unless given), the bearer
+    token from the environment variable ``serving.token_env`` (none if unset). One per worker
+    process."""
     meter = metrics or ServingMetrics.from_environment()
     repository = ModelRepository(
-        open_registry(settings),
+        registry,
         refs,
         poll_interval=parse_duration(serving.poll_interval).total_seconds(),
         on_loaded=meter.model_loaded,
         on_load_failed=lambda m, v, _: meter.model_load_failed(m, "" if v is None else v),
     )
-    fs = settings.featurestore
-    store = FeatureStore(settings.store_path, fs.memory_limit, fs.threads)
     return build_app(
         DataPlane(repository, store),
         metrics=meter,

@@ -1,0 +1,5 @@
+"""perfml's built-in pipelines: importing this module registers them in the default catalog."""
+
+from perfml.pipelines import scoring, training
+
+__all__ = ["scoring", "training"]
