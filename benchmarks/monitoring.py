@@ -283,9 +283,10 @@ def evaluation(scratch: Path, pods: int, days: int, repeats: int) -> dict[str, A
 
 
 def job_history(scratch: Path, runs: int, tasks: int) -> Any:
+    from perfml.registry.db import sqlite_url
+
     from perfml.pipelines.history import RunHistory
     from perfml.pipelines.states import JobRecord, JobState, Reason, ResourceUsage, RunRecord
-    from perfml.registry.db import sqlite_url
 
     history = RunHistory(sqlite_url(scratch / "runs.db"))
     t0 = time.time() - 86_400

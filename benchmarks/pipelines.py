@@ -111,10 +111,11 @@ def kfp_python() -> tuple[Path, bool]:
 
 def perfml_overhead(scratch: Path, runs: int) -> float:
     """Median seconds per step of the two-step no-op pipeline on the local runner."""
+    from perfml.registry.db import sqlite_url
+
     from perfml.pipelines import Pipeline, Ref, Resources, Task
     from perfml.pipelines.history import RunHistory
     from perfml.pipelines.runner import LocalRunner
-    from perfml.registry.db import sqlite_url
 
     steps = importlib.import_module("bench_steps")
     history = RunHistory(sqlite_url(scratch / "overhead.db"))
@@ -150,10 +151,11 @@ def kfp_overhead(scratch: Path, runs: int) -> tuple[float, bool]:
 
 def throughput(scratch: Path, jobs: int) -> float:
     """Jobs per second of ``jobs`` independent tiny 1-CPU jobs, the runner's capacity 2 CPUs."""
+    from perfml.registry.db import sqlite_url
+
     from perfml.pipelines import Pipeline, Resources, Task
     from perfml.pipelines.history import RunHistory
     from perfml.pipelines.runner import LocalRunner
-    from perfml.registry.db import sqlite_url
 
     steps = importlib.import_module("bench_steps")
     history = RunHistory(sqlite_url(scratch / "throughput.db"))

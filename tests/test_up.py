@@ -14,13 +14,13 @@ import httpx
 import numpy as np
 import pyarrow as pa
 
+from fixtures.workspace import workspace_registry
 from perfml.config import Settings
 from perfml.detectors import create
 from perfml.featurestore import FeatureStore
 from perfml.promql import evaluate
 from perfml.recording.recorder import MetricsStore
 from perfml.registry.detector_versions import register_detector
-from perfml.registry.setup import open_registry
 
 
 def free_port() -> int:
@@ -48,7 +48,7 @@ def workspace(root: Path) -> tuple[Path, int, int]:
             {"metric": ["cpu"] * 600, "entity": ["a"] * 600, "ts": frame["ts"], "value": values}
         )
     )
-    with open_registry(settings, background_delivery=False) as registry:
+    with workspace_registry(settings) as registry:
         version = register_detector(
             registry, "cpu", create("streaming").fit(frame), features=["cpu"],
             data_start=None, data_end=None,

@@ -37,26 +37,23 @@ from typing import Any
 import httpx
 
 from perfml.alerting.alerts import Alert, AlertState
-from perfml.alerting.store import AlertStore, HistoryEntry
+from perfml.alerting.store import HistoryEntry
 from perfml.config import AlertRuleSettings, Settings
 from perfml.controller.collector import ControllerCollector
 from perfml.controller.decisions import Action, Decision, DecisionLog
-from perfml.controller.loop import Controller, Policy, pipeline_trainer
+from perfml.controller.loop import Controller
 from perfml.detectors import DEFAULT_DETECTOR
 from perfml.drift import drift_report, training_window
 from perfml.drift.report import DriftRecord
 from perfml.embedded import EmbeddedSystem, LatestDrift, Parts
 from perfml.errors import PerfmlError
-from perfml.featurestore import FeatureStore
-from perfml.pipelines.history import RunHistory
-from perfml.pipelines.local import Training, run_training, runner_for
-from perfml.pipelines.runner import LocalRunner
+from perfml.pipelines.local import Training, TrainingRequest
 from perfml.pipelines.scoring import build_scoring_pipeline
 from perfml.pipelines.states import JobState, RunRecord
 from perfml.recording.service import MonitoringService
-from perfml.registry.setup import open_registry
 from perfml.sources.fleet import METRICS, Fleet, generate_fleet, write_fleet
 from perfml.sources.ingestion import ingest_corpus
+from perfml.workspace import Workspace
 
 DEMO_METRIC = "request_latency_ms"
 """The demo's model watches latency: the fleet labels its latency storms and spikes."""
@@ -153,54 +150,37 @@ def run_demo(settings: Settings, say: Say) -> DemoOutcome:
 
 
 def _run(settings: Settings, say: Say, started: float) -> DemoOutcome:
-    fleet = _make_fleet(settings, say)
-    months = _month_starts(fleet)
-    first = _train_first(settings, months, say)
-    outcome = DemoOutcome(fleet=fleet, first=first)
-    decisions = DecisionLog(settings.registry_url)
-    registry = open_registry(settings, actor="controller", background_delivery=False)
-    history = RunHistory(settings.registry_url)
-    fs = settings.featurestore
-    store = FeatureStore(settings.store_path, fs.memory_limit, fs.threads)
-    controller = Controller(
-        registry, store, decisions, pipeline_trainer(settings), [DEMO_MODEL],
-        Policy.from_settings(settings),
-    )  # fmt: skip
-    say_alert = _alert_printer(say)
-    system = EmbeddedSystem(
-        settings,
-        Parts(controller=False, dashboard=False),
-        on_alert=say_alert,
-        collectors=[ControllerCollector(decisions), LatestDrift(controller)],
-    )
-    try:
+    with Workspace(settings) as workspace:
+        fleet = _make_fleet(workspace, say)
+        months = _month_starts(fleet)
+        first = _train_first(workspace, months, say)
+        outcome = DemoOutcome(fleet=fleet, first=first)
+        controller = workspace.controller()
+        say_alert = _alert_printer(say)
+        system = EmbeddedSystem(
+            workspace,
+            Parts(controller=False, dashboard=False),
+            on_alert=say_alert,
+            collectors=[ControllerCollector(workspace.decisions()), LatestDrift(controller)],
+        )
         with system:
             url = _running(system)[0]
             say(f"inference server on {url}, monitoring every second")
             for index in range(2, len(months) - 1):
-                outcome.months.append(
-                    _one_month(settings, url, controller, history, months, index, say)
-                )
-            _stuck_job(settings, system, history, months, say)
-            _failing_job(settings, system, history, months, say)
+                outcome.months.append(_one_month(workspace, url, controller, months, index, say))
+            _stuck_job(workspace, system, months, say)
+            _failing_job(workspace, system, months, say)
             time.sleep(2)  # the last scrapes and evaluations
+        registry = workspace.registry(background_delivery=False)
         outcome.production = registry.get(f"{DEMO_MODEL}@production").ref
         reference = training_window(registry.get(f"{DEMO_MODEL}:1"))
         report = drift_report(
-            store, reference, methods=["kl"], metrics=list(METRICS), end=months[-1],
+            workspace.store(), reference, methods=["kl"], metrics=list(METRICS), end=months[-1],
             thresholds={"kl": settings.controller.threshold},
         )  # fmt: skip
         outcome.drift = list(report.records)
-        alerts = AlertStore(settings.registry_url)
-        try:
-            outcome.alerts = alerts.history()
-        finally:
-            alerts.close()
-        outcome.report = _write_report(settings, outcome, decisions, started)
-    finally:
-        history.close()
-        decisions.close()
-        registry.close()
+        outcome.alerts = workspace.alerts().history()
+        outcome.report = _write_report(workspace, outcome, workspace.decisions(), started)
     outcome.seconds = time.monotonic() - started
     return outcome
 
@@ -208,12 +188,12 @@ def _run(settings: Settings, say: Say, started: float) -> DemoOutcome:
 # -- the steps -------------------------------------------------------------------------------
 
 
-def _make_fleet(settings: Settings, say: Say) -> Fleet:
-    demo = settings.demo
+def _make_fleet(workspace: Workspace, say: Say) -> Fleet:
+    demo = workspace.settings.demo
     fleet = generate_fleet(demo.hosts, demo.months, demo.seed, drift_months=[demo.change_month - 1])
-    folder = settings.workspace / "demo-fleet"
+    folder = workspace.path / "demo-fleet"
     write_fleet(fleet, folder)
-    report = ingest_corpus(FeatureStore(settings.store_path), folder)
+    report = ingest_corpus(workspace.store(), folder)
     change = fleet.drift_events[0]
     say(
         f"{len(fleet.hosts)} hosts × 6 metrics × {fleet.steps:,} five-minute steps "
@@ -233,36 +213,35 @@ def _month_starts(fleet: Fleet) -> list[datetime]:
     return starts
 
 
-def _train_first(settings: Settings, months: list[datetime], say: Say) -> Training:
-    done = run_training(
-        settings, detector=DEFAULT_DETECTOR, metrics=[DEMO_METRIC], start=months[0],
-        end=months[2], model=DEMO_MODEL, promote=True, holdout=settings.controller.holdout,
+def _train_first(workspace: Workspace, months: list[datetime], say: Say) -> Training:
+    request = TrainingRequest(
+        detector=DEFAULT_DETECTOR, metrics=[DEMO_METRIC], start=months[0], end=months[2],
+        model=DEMO_MODEL, promote=True, holdout=workspace.settings.controller.holdout,
     )  # fmt: skip
-    registered = done.registered
-    if registered.get("promoted") != "production":
-        with open_registry(settings, background_delivery=False) as registry:
-            registry.promote(
-                DEMO_MODEL, int(registered["version"]), "production", force=True,
-                reason="the first version: nothing to compare with",
-            )  # fmt: skip
-    say(f"v1 {registered['ref']} trained on {_label(months[0])}–{_label(months[1])} "
+    done = workspace.train(request)
+    outcome = done.outcome
+    if outcome.promoted != "production":
+        workspace.registry(background_delivery=False).promote(
+            DEMO_MODEL, outcome.version, "production", force=True,
+            reason="the first version: nothing to compare with",
+        )  # fmt: skip
+    say(f"v1 {outcome.ref} trained on {_label(months[0])}–{_label(months[1])} "
         f"through the pipeline (run {done.run.run_id}) and promoted")  # fmt: skip
     return done
 
 
 def _one_month(
-    settings: Settings,
+    workspace: Workspace,
     url: str,
     controller: Controller,
-    history: RunHistory,
     months: list[datetime],
     index: int,
     say: Say,
 ) -> MonthRow:
     start, end = months[index], months[index + 1]
-    volume = settings.workspace / "volumes" / "scores"
+    volume = workspace.path / "volumes" / "scores"
     volume.mkdir(parents=True, exist_ok=True)
-    run = _score(settings, history, url, start, end, volume, os.environ)
+    run = _score(workspace, url, start, end, volume, os.environ)
     if run.state is not JobState.SUCCEEDED:
         message = run.jobs["score"].message.strip().splitlines()
         say(f"{_label(start)}: the scoring job {run.run_id} {run.state.value}: "
@@ -276,26 +255,22 @@ def _one_month(
     figure = "" if drift is None else f" (KL {drift:.3f})"
     say(f"{_label(start)}: controller: {decision.action.value}{figure}: {decision.reasons[-1]}")
     if decision.action is Action.PROMOTED and decision.candidate is not None:
-        _wait_served(url, decision.candidate, settings.serving.token_env, say)
+        _wait_served(url, decision.candidate, workspace.settings.serving.token_env, say)
     return MonthRow(_label(start), int(scored.get("rows", 0)), served_by, decision)
 
 
 def _stuck_job(
-    settings: Settings,
-    system: EmbeddedSystem,
-    history: RunHistory,
-    months: list[datetime],
-    say: Say,
+    workspace: Workspace, system: EmbeddedSystem, months: list[datetime], say: Say
 ) -> None:
     """A scoring job whose output volume is not there: Pending until it is mounted."""
     url = _running(system)[0]
-    volume = settings.workspace / "volumes" / "archive"
+    volume = workspace.path / "volumes" / "archive"
     if volume.exists():
         volume.rmdir()
     start, end = months[-2], months[-2].replace(day=2)
 
     def run() -> None:
-        _score(settings, history, url, start, end, volume, os.environ)
+        _score(workspace, url, start, end, volume, os.environ)
 
     thread = threading.Thread(target=run, name="perfml-demo-stuck-job", daemon=True)
     say(f"a scoring job whose volume {volume} is missing: it stays Pending")
@@ -308,19 +283,15 @@ def _stuck_job(
 
 
 def _failing_job(
-    settings: Settings,
-    system: EmbeddedSystem,
-    history: RunHistory,
-    months: list[datetime],
-    say: Say,
+    workspace: Workspace, system: EmbeddedSystem, months: list[datetime], say: Say
 ) -> None:
     """A scoring job with a wrong API token: refused, it fails at once."""
     url = _running(system)[0]
-    volume = settings.workspace / "volumes" / "scores"
+    volume = workspace.path / "volumes" / "scores"
     start, end = months[-2], months[-2].replace(day=2)
-    environ = {**os.environ, settings.serving.token_env: "a-wrong-token"}
+    environ = {**os.environ, workspace.settings.serving.token_env: "a-wrong-token"}
     say("a scoring job with a wrong API token: the server refuses it")
-    run = _score(settings, history, url, start, end, volume, environ)
+    run = _score(workspace, url, start, end, volume, environ)
     job = run.jobs["score"]
     say(f"it failed at once ({job.reason.value if job.reason else job.state.value}): "
         f"{job.message.splitlines()[0][:100]}")  # fmt: skip
@@ -333,24 +304,20 @@ def _failing_job(
 
 
 def _score(
-    settings: Settings,
-    history: RunHistory,
+    workspace: Workspace,
     url: str,
     start: datetime,
     end: datetime,
     volume: Path,
     environ: Any,
 ) -> RunRecord:
-    token_env = settings.serving.token_env
-    pipeline = build_scoring_pipeline(volume, token_env)
+    pipeline = build_scoring_pipeline(volume, workspace.settings.serving.token_env)
     params = {
-        "store": str(settings.store_path.absolute()), "url": url, "model": DEMO_MODEL,
-        "metric": DEMO_METRIC, "start": start.isoformat(), "end": end.isoformat(),
+        "url": url, "model": DEMO_MODEL, "metric": DEMO_METRIC,
+        "start": start.isoformat(), "end": end.isoformat(),
         "run_id": f"{start:%Y%m%d}-{secrets.token_hex(3)}",
     }  # fmt: skip
-    base = runner_for(settings, history)
-    runner = LocalRunner(history, base.workspace, base.capacity, environ=dict(environ))
-    with runner:
+    with workspace.runner(environ=dict(environ)) as runner:
         return runner.run(pipeline, params)
 
 
@@ -421,27 +388,22 @@ def _alert_printer(say: Say) -> Callable[[Alert], None]:
 
 
 def _write_report(
-    settings: Settings, outcome: DemoOutcome, decisions: DecisionLog, started: float
+    workspace: Workspace, outcome: DemoOutcome, decisions: DecisionLog, started: float
 ) -> Path:
     from perfml.dashboard.data import TimeRange
     from perfml.dashboard.report import write_report
-    from perfml.dashboard.setup import close_sources, open_sources
 
     now_ms = int(time.time() * 1000)
     begin_ms = now_ms - int((time.monotonic() - started + 5) * 1000)
     window = TimeRange(begin_ms, now_ms, max(1000, (now_ms - begin_ms) // 240))
-    sources = open_sources(settings)
-    try:
-        return write_report(
-            settings.workspace / "report.html",
-            sources,
-            window,
-            drift=outcome.drift,
-            decisions=decisions.history(),
-            title="perfml demo: six months of a fleet",
-        )
-    finally:
-        close_sources(sources)
+    return write_report(
+        workspace.path / "report.html",
+        workspace.dashboard_sources(),
+        window,
+        drift=outcome.drift,
+        decisions=decisions.history(),
+        title="perfml demo: six months of a fleet",
+    )
 
 
 def _label(moment: datetime) -> str:

@@ -61,6 +61,8 @@ if TYPE_CHECKING:
 
 JOB_STORE_MEMORY = "512MB"
 """The feature store's query memory in a pipeline job: within the smallest step's request."""
+JOB_PARTS_FACTORY = "perfml.workspace:open_job_workspace"
+"""The parts factory of perfml's pipeline jobs (:func:`open_job_workspace`)."""
 PARTS = ("store", "registry", "history", "decisions", "alerts", "artifacts")
 """The parts a step can be handed by name (:class:`~perfml.pipelines.dsl.Part`)."""
 
@@ -206,7 +208,7 @@ class Workspace:
         featurestore["memory_limit"] = JOB_STORE_MEMORY
         settings["featurestore"] = featurestore
         return PartsSource(
-            factory="perfml.workspace:open_job_workspace",
+            factory=JOB_PARTS_FACTORY,
             config={"settings": settings, "actor": f"pipeline:{self.actor or 'runner'}"},
         )
 
@@ -238,7 +240,9 @@ class Workspace:
     def train(self, request: TrainingRequest) -> Training:
         """Run the training pipeline for ``request`` (the gate's thresholds of ``registry:``
         unless the request names its own) on a runner of this workspace."""
-        chosen = request if request.gate is not None else _with_gate(request, self.gate_thresholds())
+        chosen = (
+            request if request.gate is not None else _with_gate(request, self.gate_thresholds())
+        )
         with self.runner() as runner:
             return run_training(runner, chosen, self.settings.pipelines)
 
@@ -266,9 +270,7 @@ class Workspace:
 
     # -- parts assembled from parts ----------------------------------------------------------
 
-    def serving_app(
-        self, refs: Sequence[str], metrics: ServingMetrics | None = None
-    ) -> FastAPI:
+    def serving_app(self, refs: Sequence[str], metrics: ServingMetrics | None = None) -> FastAPI:
         """The inference server for ``refs`` (``serving:``)."""
         from perfml.serving.app import inference_app
 
@@ -387,6 +389,14 @@ class Workspace:
         self.close()
 
 
+def cluster_parts(config_file: str | None = None) -> PartsSource:
+    """Where a compiled pipeline's steps open their parts on a cluster: the workspace of the
+    ``perfml.yaml`` their pod reads (``config_file``; default ``$PERFML_CONFIG``, else
+    ``./perfml.yaml`` in the pod)."""
+    config: dict[str, Any] = {} if config_file is None else {"config_file": config_file}
+    return PartsSource(factory=JOB_PARTS_FACTORY, config={**config, "actor": "pipeline:cluster"})
+
+
 @contextmanager
 def open_job_workspace(config: Mapping[str, Any]) -> Iterator[Workspace]:
     """The workspace a pipeline job's steps are handed their parts from
@@ -410,7 +420,9 @@ def _absolute(settings: Settings) -> Settings:
         updates["workspace"] = settings.workspace.absolute()
     store = settings.featurestore.path
     if store is not None and not store.is_absolute():
-        updates["featurestore"] = settings.featurestore.model_copy(update={"path": store.absolute()})
+        updates["featurestore"] = settings.featurestore.model_copy(
+            update={"path": store.absolute()}
+        )
     return settings.model_copy(update=updates) if updates else settings
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from perfml.registry.db import sqlite_url
 
 from perfml.alerting.alerts import AlertState
 from perfml.alerting.dispatch import Dispatcher, GroupingOptions
@@ -14,7 +15,6 @@ from perfml.alerting.engine import BadStepError, RuleEngine
 from perfml.alerting.notify import LogNotifier
 from perfml.alerting.store import AlertStore
 from perfml.promql import MemorySeries
-from perfml.registry.db import sqlite_url
 
 STEP = 15_000
 

@@ -17,10 +17,10 @@ from perfml.alerting.rules import (
     RuleParams,
     UnknownRuleError,
     UnknownRuleKindError,
-    kind_registry,
-    rule_kind,
     builtin_kinds,
     default_rules,
+    kind_registry,
+    rule_kind,
     rules_from_settings,
 )
 from perfml.config import ConfigError, MonitoringSettings, load_settings

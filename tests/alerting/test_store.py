@@ -7,11 +7,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from perfml.registry.db import sqlite_url
 
 from perfml.alerting.alerts import Alert, AlertState
 from perfml.alerting.notify import Delivery
 from perfml.alerting.store import AlertStore, SilenceNotFoundError
-from perfml.registry.db import sqlite_url
 
 
 def alert(state: AlertState, at: int, value: float = 1.0) -> Alert:

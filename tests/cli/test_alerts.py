@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import typer
+from perfml.registry.db import sqlite_url
 from typer.testing import CliRunner
 
 from perfml.alerting.alerts import Alert, AlertState
 from perfml.alerting.store import AlertStore
 from perfml.cli import alerts
 from perfml.cli.state import CliState
-from perfml.registry.db import sqlite_url
 
 root = typer.Typer()
 root.add_typer(alerts.app, name="alerts")

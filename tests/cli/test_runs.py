@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from perfml.registry.db import sqlite_url
 
 from perfml.cli.app import main
 from perfml.featurestore import FeatureStore
 from perfml.pipelines.history import RunHistory
 from perfml.pipelines.states import JobRecord, JobState, RunRecord
-from perfml.registry.db import sqlite_url
 from perfml.sources.fleet import generate_fleet, write_fleet
 from perfml.sources.ingestion import ingest_corpus
 

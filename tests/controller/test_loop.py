@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from perfml.registry.setup import open_registry
 
 from perfml.config import ControllerSettings, RegistrySettings, Settings
 from perfml.controller import (
@@ -38,7 +39,6 @@ from perfml.pipelines.training import split_instant
 from perfml.registry import MetricThreshold, ModelRegistry, PromotionRefusedError
 from perfml.registry.detector_versions import register_detector
 from perfml.registry.records import ModelVersion
-from perfml.registry.setup import open_registry
 from perfml.sources.fleet import generate_fleet, write_fleet
 from perfml.sources.ingestion import ingest_corpus
 

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import typer
+from perfml.dashboard.setup import close_sources, open_sources
 from typer.testing import CliRunner
 
 from perfml.cli.dashboard import export_grafana_command
 from perfml.config import Settings
 from perfml.dashboard.data import TimeRange, page_data
 from perfml.dashboard.panels import default_dashboard
-from perfml.dashboard.setup import close_sources, open_sources
 
 
 def test_export_grafana_writes_one_dashboard_per_page(tmp_path: Path) -> None:

@@ -6,11 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from fixtures.registry import make_artifact, registry, registry_url
+from fixtures.registry import database, make_artifact, registry, registry_url
 from perfml.featurestore import FeatureStore
 from perfml.sources.fleet import Fleet, generate_fleet
 
-__all__ = ["make_artifact", "registry", "registry_url"]
+__all__ = ["database", "make_artifact", "registry", "registry_url"]
 
 FLEET_STEP = timedelta(hours=1)
 """Hourly points keep a five-month fleet small; the distributions are the fleet's own."""

@@ -9,10 +9,10 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
+from fixtures.registry import registry_at
 from perfml.cli import drift
 from perfml.cli.state import CliState
 from perfml.featurestore import FeatureStore
-from perfml.registry import FilesystemArtifactStore, ModelRegistry
 from perfml.sources.fleet import generate_fleet
 
 FLEET_STEP = timedelta(hours=1)
@@ -53,10 +53,7 @@ def test_report_prints_a_table_per_measure_and_marks_drift(tmp_path: Path) -> No
 
 def test_the_reference_can_be_the_production_models_training_window(tmp_path: Path) -> None:
     workspace = make_workspace(tmp_path)
-    with ModelRegistry(
-        f"sqlite:///{workspace}/metadata.db", FilesystemArtifactStore(workspace / "artifacts"),
-        deliver_in_background=False,
-    ) as registry:  # fmt: skip
+    with registry_at(f"sqlite:///{workspace}/metadata.db", workspace / "artifacts") as registry:
         artifact = tmp_path / "model.bin"
         artifact.write_bytes(b"a model")
         registry.register(

@@ -34,6 +34,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pytest
 import uvicorn
+from perfml.registry.db import sqlite_url
 from pydantic import Field
 from tests.integration.services import (
     PrometheusServer,
@@ -55,7 +56,6 @@ from perfml.pipelines.metrics_server import MetricsServer, serve_metrics
 from perfml.pipelines.runner import LocalRunner
 from perfml.recording.service import MonitoringService
 from perfml.registry import FilesystemArtifactStore, ModelRegistry
-from perfml.registry.db import sqlite_url
 from perfml.registry.detector_versions import register_detector
 from perfml.serving import DataPlane, ModelRepository, build_app
 from perfml.serving.telemetry import ServingMetrics

@@ -20,12 +20,12 @@ import pyarrow as pa
 import pytest
 from tests.integration.services import ServiceProcess, free_port, require_module
 
+from fixtures.workspace import workspace_registry
 from perfml import detectors
 from perfml.config import load_settings
 from perfml.registry import FilesystemArtifactStore, ModelRegistry
 from perfml.registry.detector_versions import register_detector
 from perfml.registry.errors import ArtifactIntegrityError
-from perfml.registry.setup import open_registry
 from perfml.serving import DataPlane, ModelRepository, build_app
 from perfml.serving.engines import export_model
 
@@ -205,7 +205,7 @@ def test_the_runtime_loads_by_registry_coordinates_and_answers_in_process(
 
     config = tmp_path / "perfml.yaml"
     config.write_text("workspace: ws\n")
-    with open_registry(load_settings(config), background_delivery=False) as registry:
+    with workspace_registry(load_settings(config)) as registry:
         ts, values = series(300, seed=5)
         detector = detectors.create(detectors.DEFAULT_DETECTOR)
         detector.fit(pa.table({"ts": pa.array(ts, pa.int64()), "value": values}))

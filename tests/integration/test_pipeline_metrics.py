@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from perfml.registry.db import sqlite_url
 from prometheus_client import CollectorRegistry, generate_latest
 from tests.integration.services import StartPrometheus, require_binary, wait_until
 
@@ -16,7 +17,6 @@ from perfml.pipelines.history import RunHistory
 from perfml.pipelines.job_metrics import JobMetricsCollector, requests_from
 from perfml.pipelines.metrics_server import serve_metrics
 from perfml.pipelines.runner import LocalRunner
-from perfml.registry.db import sqlite_url
 from pipelines import steps
 
 pytestmark = pytest.mark.integration

@@ -8,11 +8,11 @@ import pytest
 
 import fixtures.detectors  # noqa: F401  (registers the toy detectors)
 from fixtures.points import make_points
+from fixtures.workspace import workspace_registry
 from perfml.config import load_settings
 from perfml.detectors import create
 from perfml.registry.detector_versions import load_detector, register_detector
 from perfml.registry.errors import ArtifactAuthError
-from perfml.registry.setup import open_registry
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def test_versions_round_trip_through_an_oci_registry_by_digest(
     monkeypatch.setenv("PERFML_OCI_PASSWORD", "s3cret")
     detector = create("toy_rolling_zscore", window=16).fit(make_points(n=300))
     frame = make_points(n=50, seed=9)
-    with open_registry(load_settings(config), background_delivery=False) as registry:
+    with workspace_registry(load_settings(config)) as registry:
         version = register_detector(registry, "cpu-anomaly", detector, features=["cpu_util"])
         assert version.artifact_uri.startswith(f"oci://{oci.address}/team/cpu-anomaly@sha256:")
         registry.promote("cpu-anomaly", version.version)
@@ -40,9 +40,9 @@ def test_versions_round_trip_through_an_oci_registry_by_digest(
     monkeypatch.setenv("PERFML_OCI_PASSWORD", "wrong")
     other = create("toy_rolling_zscore", window=8).fit(make_points(n=300))
     with (
-        open_registry(load_settings(config), background_delivery=False) as registry,
+        workspace_registry(load_settings(config)) as registry,
         pytest.raises(ArtifactAuthError, match="refused"),
     ):
         register_detector(registry, "cpu-anomaly", other, features=["cpu_util"])
-    with open_registry(load_settings(config), background_delivery=False) as registry:
+    with workspace_registry(load_settings(config)) as registry:
         assert [v.version for v in registry.versions("cpu-anomaly")] == [1]  # nothing half-made

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from perfml.metadata import MetadataDatabase, sqlite_url
 from perfml.pipelines.dsl import Resources
 from perfml.pipelines.history import RunHistory
 from perfml.pipelines.runner import LocalRunner
-from perfml.registry.db import sqlite_url
 
 
 @pytest.fixture
@@ -18,9 +18,8 @@ def history_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def history(history_url: str) -> Iterator[RunHistory]:
-    opened = RunHistory(history_url)
-    yield opened
-    opened.close()
+    with MetadataDatabase(history_url) as database:
+        yield RunHistory(database)
 
 
 @pytest.fixture

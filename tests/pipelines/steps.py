@@ -7,7 +7,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from perfml.pipelines import Preconditions, Resources, step
 
@@ -68,3 +71,40 @@ def hog(megabytes: int) -> int:
         held[i] = 1
     time.sleep(5)
     return len(held)
+
+
+class Ledger:
+    """A toy part: appends lines to a file of the folder its parts were opened on."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.path = folder / f"{name}.txt"
+
+    def add(self, line: str) -> None:
+        with self.path.open("a") as f:
+            f.write(line + "\n")
+
+
+class LedgerParts:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def part(self, name: str) -> Ledger:
+        return Ledger(self.folder, name)
+
+
+@contextmanager
+def ledger_parts(config: Mapping[str, Any]) -> Iterator[LedgerParts]:
+    """A parts factory: each part a :class:`Ledger` in ``config["folder"]``; writes
+    ``closed`` there when the job is done with them."""
+    folder = Path(config["folder"])
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield LedgerParts(folder)
+    finally:
+        (folder / "closed").write_text("yes")
+
+
+@step(resources=Resources(cpu=1, memory="256Mi"))
+def note(ledger: Ledger, line: str) -> str:
+    ledger.add(line)
+    return str(ledger.path)

@@ -11,6 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from fixtures.metadata import opened
+from perfml.metadata import MetadataDatabase
 from perfml.pipelines import JobState, Pipeline, Reason, Task
 from perfml.pipelines.errors import RunNotFoundError
 from perfml.pipelines.history import RunHistory
@@ -23,32 +25,31 @@ RUNNER_SCRIPT = textwrap.dedent(
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     from perfml.pipelines import Pipeline, Task
+    from perfml.metadata import MetadataDatabase
     from perfml.pipelines.history import RunHistory
     from perfml.pipelines.runner import LocalRunner
     from pipelines import steps
-    runner = LocalRunner(RunHistory({url!r}), Path({workspace!r}))
+    runner = LocalRunner(RunHistory(MetadataDatabase({url!r})), Path({workspace!r}))
     runner.run(Pipeline("doomed", [Task("nap", steps.nap, {{"seconds": 30}})]), run_id="doomed")
     """
 )
 
 
 def test_history_keeps_runs_jobs_and_transitions(history_url: str, tmp_path: Path) -> None:
-    history = RunHistory(history_url)
-    runner = LocalRunner(history, tmp_path / "ws")
-    run = runner.run(Pipeline("quick", [Task("nap", steps.nap, {"seconds": 0.01})]))
-    history.close()
+    with opened(RunHistory, history_url) as history:
+        runner = LocalRunner(history, tmp_path / "ws")
+        run = runner.run(Pipeline("quick", [Task("nap", steps.nap, {"seconds": 0.01})]))
 
-    reopened = RunHistory(history_url)
-    [stored] = reopened.list_runs()
-    assert stored.run_id == run.run_id
-    assert stored.state is JobState.SUCCEEDED
-    job = stored.jobs["nap"]
-    assert job.transitions == run.jobs["nap"].transitions
-    assert job.usage == run.jobs["nap"].usage
-    assert set(job.seconds_in_state()) == {"Pending", "Running", "Succeeded"}
-    with pytest.raises(RunNotFoundError, match="'nope'"):
-        reopened.get_run("nope")
-    reopened.close()
+    with opened(RunHistory, history_url) as reopened:
+        [stored] = reopened.list_runs()
+        assert stored.run_id == run.run_id
+        assert stored.state is JobState.SUCCEEDED
+        job = stored.jobs["nap"]
+        assert job.transitions == run.jobs["nap"].transitions
+        assert job.usage == run.jobs["nap"].usage
+        assert set(job.seconds_in_state()) == {"Pending", "Running", "Succeeded"}
+        with pytest.raises(RunNotFoundError, match="'nope'"):
+            reopened.get_run("nope")
 
 
 def test_a_killed_runner_leaves_jobs_a_new_runner_marks_orphaned(
@@ -57,7 +58,8 @@ def test_a_killed_runner_leaves_jobs_a_new_runner_marks_orphaned(
     tests_dir = str(Path(steps.__file__).resolve().parents[1])
     script = RUNNER_SCRIPT.format(tests=tests_dir, url=history_url, workspace=str(tmp_path / "ws"))
     dead = subprocess.Popen([sys.executable, "-c", script])
-    history = RunHistory(history_url)
+    database = MetadataDatabase(history_url)
+    history = RunHistory(database)
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -87,4 +89,4 @@ def test_a_killed_runner_leaves_jobs_a_new_runner_marks_orphaned(
         if dead.poll() is None:
             dead.kill()
             dead.wait()
-        history.close()
+        database.close()

@@ -12,7 +12,7 @@ import yaml
 
 from perfml.cli.app import main as cli
 from perfml.pipelines import Param, Pipeline, Ref, Task
-from perfml.pipelines.kubeflow import build_kfp_pipeline, compile_kubeflow
+from perfml.pipelines.kubeflow import PARTS_PARAM, build_kfp_pipeline, compile_kubeflow
 from pipelines import steps
 
 # kfp's SubprocessRunner warns about any image without "python" in its name
@@ -112,9 +112,17 @@ def test_the_training_pipeline_compiles(tmp_path: Path) -> None:
     spec = yaml.safe_load(out.read_text())
     names = [name.replace("_", "-") for name in pipeline.order]
     assert sorted(spec["components"]) == sorted(f"comp-step-{n}" for n in names)
-    assert set(spec["root"]["inputDefinitions"]["parameters"]) == {
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert set(parameters) == {PARTS_PARAM} | {
         b.name for t in pipeline.tasks.values() for b in t.inputs.values() if isinstance(b, Param)
     }
+    # the steps open their parts from the workspace of the perfml.yaml their pod reads
+    source = json.loads(parameters[PARTS_PARAM]["defaultValue"])
+    assert source["factory"] == "perfml.workspace:open_job_workspace"
+    assert "settings" not in source["config"]
+    query = spec["components"]["comp-step-query"]["inputDefinitions"]["parameters"]
+    assert PARTS_PARAM in query
+    assert "store" not in query
     for executor in spec["deploymentSpec"]["executors"].values():
         assert executor["container"]["image"].startswith("ghcr.io/perfml/perfml:")
         assert "resourceMemoryLimit" in executor["container"]["resources"]
@@ -173,20 +181,17 @@ def test_a_step_past_its_timeout_is_killed_in_kfp_local(kfp_local: Path, tmp_pat
 def test_the_training_pipeline_runs_end_to_end_in_kfp_local(
     kfp_local: Path, tmp_path: Path
 ) -> None:
-    from perfml.featurestore import FeatureStore
+    from perfml.config import Settings
     from perfml.pipelines.training import build_training_pipeline
-    from perfml.registry import FilesystemArtifactStore, ModelRegistry
-    from perfml.registry.db import sqlite_url
     from perfml.sources.fleet import generate_fleet, write_fleet
     from perfml.sources.ingestion import ingest_corpus
+    from perfml.workspace import Workspace
 
     write_fleet(generate_fleet(hosts=2, months=2, seed=7), tmp_path / "fleet")
-    ingest_corpus(FeatureStore(tmp_path / "store"), tmp_path / "fleet")
-    url = sqlite_url(tmp_path / "metadata.db")
-    build_kfp_pipeline(build_training_pipeline())(
-        store=str(tmp_path / "store"),
-        registry_url=url,
-        workspace=str(tmp_path),
+    with Workspace(Settings(workspace=tmp_path / "ws")) as workspace:
+        ingest_corpus(workspace.store(), tmp_path / "fleet")
+        parts = workspace.parts_source()  # the steps open this workspace's store and registry
+    build_kfp_pipeline(build_training_pipeline(), parts=parts)(
         metrics=json.dumps(["request_latency_ms"]),  # kfp has no list type: JSON
         start="2024-01-01T00:00:00+00:00",
         end="2024-03-01T00:00:00+00:00",
@@ -194,10 +199,8 @@ def test_the_training_pipeline_runs_end_to_end_in_kfp_local(
         model="latency",
         run_id="kfp-local-1",
     )
-    with ModelRegistry(
-        url, FilesystemArtifactStore(tmp_path / "artifacts"), deliver_in_background=False
-    ) as registry:
-        (version,) = registry.versions("latency")
+    with Workspace(Settings(workspace=tmp_path / "ws")) as workspace:
+        (version,) = workspace.registry().versions("latency")
     assert version.detector == "streaming"
     assert version.features == ["request_latency_ms"]
     assert version.pipeline_run == "kfp-local-1"

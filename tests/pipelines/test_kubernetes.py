@@ -12,6 +12,7 @@ import yaml
 from perfml.cli.app import main as cli
 from perfml.pipelines import Param, Pipeline, Ref, Task
 from perfml.pipelines import kubernetes as k8s
+from perfml.pipelines.catalog import build
 from pipelines import steps
 
 K8S_VERSION = kubernetes_validate.latest_version()
@@ -157,24 +158,42 @@ def test_the_entry_runs_the_tasks_of_the_jobs_in_order(
 def test_the_training_pipeline_compiles_to_valid_jobs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    training = pytest.importorskip(
-        "perfml.pipelines.training", reason="build_training_pipeline is not written yet"
-    )
-    pipeline = training.build_training_pipeline()
+    pipeline = build("training")
     out = tmp_path / "training.yaml"
-    code = cli(
-        ["pipeline", "compile", "training", "--target", "k8s", "-o", str(out), "-p", "store=/s"]
-    )
-    assert code == 0
+    options = ["-o", str(out), "-p", "detector=streaming", "--pod-config", "/etc/perfml.yaml"]
+    assert cli(["pipeline", "compile", "training", "--target", "k8s", *options]) == 0
     objects = list(yaml.safe_load_all(out.read_text()))
     validate_all(objects)
     assert [o["metadata"]["annotations"]["perfml.io/task"] for o in objects[1:]] == list(
         pipeline.order
     )
-    assert json.loads(objects[0]["data"]["store"]) == "/s"
-    unset = k8s.unset_params(pipeline, {"store": "/s"})
-    if unset:
-        assert ", ".join(unset) in " ".join(capsys.readouterr().err.split())
+    assert json.loads(objects[0]["data"]["detector"]) == "streaming"
+    unset = k8s.unset_params(pipeline, {"detector": "streaming"})
+    assert "run_id" in unset
+    assert ", ".join(unset) in " ".join(capsys.readouterr().err.split())
+    specs = {
+        o["metadata"]["annotations"]["perfml.io/task"]: json.loads(
+            o["spec"]["template"]["spec"]["containers"][0]["args"][0]
+        )
+        for o in objects[1:]
+    }
+    # the steps open the store and the registry of the workspace their pod's perfml.yaml names
+    assert specs["query"]["parts"]["inputs"] == {"store": "store"}
+    assert specs["register"]["parts"]["inputs"] == {"registry": "registry", "store": "store"}
+    assert "parts" not in specs["train"]
+    source = specs["register"]["parts"]["source"]
+    assert source["factory"] == "perfml.workspace:open_job_workspace"
+    assert source["config"]["config_file"] == "/etc/perfml.yaml"
+
+
+def test_the_scoring_pipeline_compiles_with_its_secret_and_volume(tmp_path: Path) -> None:
+    out = tmp_path / "scoring.yaml"
+    assert cli(["pipeline", "compile", "batch-scoring", "--target", "k8s", "-o", str(out)]) == 0
+    objects = list(yaml.safe_load_all(out.read_text()))
+    validate_all(objects)
+    (job,) = objects[1:]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert any(e["name"] == "PERFML_SERVING_TOKEN" for e in container["env"])
 
 
 def test_unknown_pipeline_is_a_usage_error(
@@ -184,5 +203,5 @@ def test_unknown_pipeline_is_a_usage_error(
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert "no pipeline named 'nope'" in err
+    assert "unknown pipeline 'nope'" in err
     assert "training" in err

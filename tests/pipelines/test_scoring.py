@@ -15,17 +15,12 @@ import pytest
 
 from perfml.config import RegistrySettings, Settings
 from perfml.detectors import create
-from perfml.featurestore import FeatureStore
-from perfml.pipelines.dsl import Resources
-from perfml.pipelines.history import RunHistory
-from perfml.pipelines.runner import LocalRunner
 from perfml.pipelines.scoring import build_scoring_pipeline
 from perfml.pipelines.states import JobState, Reason
 from perfml.registry.detector_versions import load_detector, register_detector
-from perfml.registry.setup import open_registry
 from perfml.serving.server import AppServer
-from perfml.serving.setup import serving_app
 from perfml.serving.telemetry import ServingMetrics
+from perfml.workspace import Workspace
 
 TOKEN_ENV = "PERFML_TEST_SCORING_TOKEN"
 START = 1_704_067_200_000  # 2024-01-01
@@ -33,7 +28,7 @@ STEP = 300_000
 
 
 @pytest.fixture
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Settings, str]]:
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Workspace, str]]:
     """A store with two hosts' cpu, a model fitted on the first day, served with a token."""
     settings = Settings(workspace=tmp_path, registry=RegistrySettings())
     settings = settings.model_copy(
@@ -48,54 +43,45 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Se
         "ts": pa.array(np.concatenate([ts, ts]), pa.timestamp("ms", tz="UTC")),
         "value": np.concatenate([values, values + 5]),
     }
-    FeatureStore(settings.store_path).write(pa.table(rows))
-    first_day = pa.table(
-        {"ts": pa.array(ts[:288], pa.timestamp("ms", tz="UTC")), "value": values[:288]}
-    )
-    with open_registry(settings, background_delivery=False) as registry:
+    with Workspace(settings) as workspace:
+        workspace.store().write(pa.table(rows))
+        first_day = pa.table(
+            {"ts": pa.array(ts[:288], pa.timestamp("ms", tz="UTC")), "value": values[:288]}
+        )
+        registry = workspace.registry(background_delivery=False)
         version = register_detector(
             registry, "cpu", create("streaming").fit(first_day), features=["cpu"]
         )
         registry.promote("cpu", version.version, "production", force=True)
-    monkeypatch.setenv(TOKEN_ENV, "right")
-    app = serving_app(settings, ["cpu@production"], metrics=ServingMetrics())
-    with AppServer(app, name="inference server") as server:
-        yield settings, server.url
+        monkeypatch.setenv(TOKEN_ENV, "right")
+        app = workspace.serving_app(["cpu@production"], metrics=ServingMetrics())
+        with AppServer(app, name="inference server") as server:
+            yield workspace, server.url
 
 
-def params(settings: Settings, url: str) -> dict[str, object]:
+def params(url: str) -> dict[str, object]:
+    """The run's parameters; the job is handed the workspace's store as a part."""
     return {
-        "store": str(settings.store_path), "url": url, "model": "cpu", "metric": "cpu",
-        "start": "2024-01-02", "end": "2024-01-03", "run_id": "r1", "batch_rows": 50,
+        "url": url, "model": "cpu", "metric": "cpu", "start": "2024-01-02", "end": "2024-01-03",
+        "run_id": "r1", "batch_rows": 50,
     }  # fmt: skip
 
 
-def runner(settings: Settings, history: RunHistory, environ: dict[str, str]) -> LocalRunner:
-    return LocalRunner(
-        history, settings.workspace / "runs", Resources(cpu=2, memory="4Gi"), environ=environ
-    )
-
-
 def test_scores_reach_the_volume_as_the_server_answers_them(
-    served: tuple[Settings, str], tmp_path: Path
+    served: tuple[Workspace, str], tmp_path: Path
 ) -> None:
-    settings, url = served
+    workspace, url = served
     volume = tmp_path / "volume"
     volume.mkdir()
-    history = RunHistory(settings.registry_url)
-    try:
-        pipeline = build_scoring_pipeline(volume, TOKEN_ENV)
-        with runner(settings, history, {TOKEN_ENV: "right"}) as local:
-            run = local.run(pipeline, params(settings, url))
-    finally:
-        history.close()
+    pipeline = build_scoring_pipeline(volume, TOKEN_ENV)
+    with workspace.runner({TOKEN_ENV: "right"}) as local:
+        run = local.run(pipeline, params(url))
     assert run.state is JobState.SUCCEEDED, run.jobs["score"].message
     scores = pq.read_table(volume / "scores-cpu-r1.parquet")
     assert scores.num_rows == 2 * 288
     assert sorted(set(scores.column("entity").to_pylist())) == ["a", "b"]
     # each request is scored as its own sequence from the served model's state
-    with open_registry(settings, background_delivery=False) as registry:
-        _, model = load_detector(registry, "cpu@production")
+    _, model = load_detector(workspace.registry(background_delivery=False), "cpu@production")
     first = scores.slice(0, 50)
     expected = model.score_values(
         first.column("ts").cast(pa.int64()).to_numpy(), first.column("value").to_numpy()
@@ -106,11 +92,11 @@ def test_scores_reach_the_volume_as_the_server_answers_them(
 
 
 def test_a_missing_volume_keeps_the_job_pending_until_it_is_mounted(
-    served: tuple[Settings, str], tmp_path: Path
+    served: tuple[Workspace, str], tmp_path: Path
 ) -> None:
-    settings, url = served
+    workspace, url = served
     volume = tmp_path / "late-volume"
-    history = RunHistory(settings.registry_url)
+    history = workspace.history()
     seen = []
 
     def mount() -> None:
@@ -126,27 +112,22 @@ def test_a_missing_volume_keeps_the_job_pending_until_it_is_mounted(
     helper = threading.Thread(target=mount)
     helper.start()
     try:
-        with runner(settings, history, {TOKEN_ENV: "right"}) as local:
-            run = local.run(build_scoring_pipeline(volume, TOKEN_ENV), params(settings, url))
+        with workspace.runner({TOKEN_ENV: "right"}) as local:
+            run = local.run(build_scoring_pipeline(volume, TOKEN_ENV), params(url))
     finally:
         helper.join()
-        history.close()
     [waiting] = seen
     assert waiting.state is JobState.PENDING
     assert f"path {volume}" in waiting.message
     assert run.state is JobState.SUCCEEDED
 
 
-def test_a_wrong_token_fails_the_job_at_once(served: tuple[Settings, str], tmp_path: Path) -> None:
-    settings, url = served
+def test_a_wrong_token_fails_the_job_at_once(served: tuple[Workspace, str], tmp_path: Path) -> None:
+    workspace, url = served
     volume = tmp_path / "volume"
     volume.mkdir()
-    history = RunHistory(settings.registry_url)
-    try:
-        with runner(settings, history, {TOKEN_ENV: "wrong"}) as local:
-            run = local.run(build_scoring_pipeline(volume, TOKEN_ENV), params(settings, url))
-    finally:
-        history.close()
+    with workspace.runner({TOKEN_ENV: "wrong"}) as local:
+        run = local.run(build_scoring_pipeline(volume, TOKEN_ENV), params(url))
     job = run.jobs["score"]
     assert run.state is JobState.FAILED
     assert job.reason is Reason.PERMANENT_ERROR

@@ -10,10 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from perfml.config import Settings
 from perfml.featurestore import FeatureStore
-from perfml.pipelines.dsl import Resources
-from perfml.pipelines.history import RunHistory
-from perfml.pipelines.runner import LocalRunner
 from perfml.pipelines.states import JobState, RunRecord
 from perfml.pipelines.training import (
     LONG_BATCH,
@@ -21,11 +19,10 @@ from perfml.pipelines.training import (
     split_instant,
     train,
 )
-from perfml.registry import FilesystemArtifactStore, ModelRegistry
-from perfml.registry.db import sqlite_url
 from perfml.registry.detector_versions import load_detector
 from perfml.sources.fleet import generate_fleet, write_fleet
 from perfml.sources.ingestion import ingest_corpus
+from perfml.workspace import Workspace
 
 START, END = "2024-01-01T00:00:00+00:00", "2024-03-01T00:00:00+00:00"
 METRIC = "request_latency_ms"
@@ -42,12 +39,7 @@ class Trained:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     workspace = tmp_path_factory.mktemp("training")
     write_fleet(generate_fleet(hosts=2, months=2, seed=7), workspace / "fleet")
-    ingest_corpus(FeatureStore(workspace / "store"), workspace / "fleet")
-    url = sqlite_url(workspace / "metadata.db")
     params: dict[str, object] = {
-        "store": str(workspace / "store"),
-        "registry_url": url,
-        "workspace": str(workspace),
         "metrics": [METRIC],
         "start": START,
         "end": END,
@@ -56,21 +48,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
         "batch_rows": 4096,
         "promote": True,
         "gate": [{"metric": "nab_standard", "min_absolute_change": 0.0}],
+        "run_id": "training-1",
     }
-    history = RunHistory(url)
-    runner = LocalRunner(history, workspace, Resources(cpu=2, memory="4Gi"), environ={})
-    run = runner.run(build_training_pipeline(), params)
-    history.close()
+    with Workspace(Settings(workspace=workspace)) as opened:
+        ingest_corpus(opened.store(), workspace / "fleet")
+        with opened.runner(environ={}) as runner:  # the steps are handed the store, the registry
+            run = runner.run(build_training_pipeline(), params, run_id="training-1")
     return Trained(run, params, workspace)
 
 
-def registry(workspace: Path) -> ModelRegistry:
-    return ModelRegistry(
-        sqlite_url(workspace / "metadata.db"),
-        FilesystemArtifactStore(workspace / "artifacts"),
-        cache_dir=workspace / "cache" / "artifacts",
-        deliver_in_background=False,
-    )
+def workspace_of(trained: Trained) -> Workspace:
+    return Workspace(Settings(workspace=trained.workspace))
 
 
 def test_every_job_succeeds_and_the_version_carries_its_lineage(trained: Trained) -> None:
@@ -81,8 +69,8 @@ def test_every_job_succeeds_and_the_version_carries_its_lineage(trained: Trained
     assert all(j.usage.cpu_seconds > 0 and j.usage.peak_memory_bytes > 0 for j in run.jobs.values())
     figures = json.loads((Path(run.workspace) / "evaluate" / "outputs" / "figures").read_text())
     assert {"nab_standard", "event_f1", "point_f1", "threshold"} <= set(figures["figures"])
-    with registry(trained.workspace) as opened:
-        version, detector = load_detector(opened, "latency@production")
+    with workspace_of(trained) as opened:
+        version, detector = load_detector(opened.registry(), "latency@production")
     assert version.version == 1
     assert version.pipeline_run == run.run_id
     assert version.features == [METRIC]
@@ -126,11 +114,11 @@ def test_train_learns_the_fleet_stream_into_one_loadable_detector(
 
 
 def test_a_univariate_detector_refuses_two_metrics(trained: Trained) -> None:
-    params = {**trained.params, "metrics": [METRIC, "cpu_util"], "promote": False}
-    history = RunHistory(str(trained.params["registry_url"]))
-    runner = LocalRunner(history, trained.workspace, Resources(cpu=2, memory="4Gi"), environ={})
-    run = runner.run(build_training_pipeline(retries=0), params)
-    history.close()
+    params = {
+        **trained.params, "metrics": [METRIC, "cpu_util"], "promote": False, "run_id": "two",
+    }  # fmt: skip
+    with workspace_of(trained) as opened, opened.runner(environ={}) as runner:
+        run = runner.run(build_training_pipeline(retries=0), params, run_id="two")
     failed = run.jobs["preprocess"]
     assert run.state is JobState.FAILED
     assert failed.state is JobState.FAILED

@@ -1,3 +1,3 @@
-from fixtures.registry import make_artifact, registry, registry_url
+from fixtures.registry import database, make_artifact, registry, registry_url
 
-__all__ = ["make_artifact", "registry", "registry_url"]
+__all__ = ["database", "make_artifact", "registry", "registry_url"]

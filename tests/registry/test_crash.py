@@ -11,17 +11,19 @@ import textwrap
 import time
 from pathlib import Path
 
-from perfml.registry import FilesystemArtifactStore, ModelRegistry
+from fixtures.registry import registry_at
 from perfml.registry.artifacts import sha256_of
 
 WRITER = textwrap.dedent(
     """
     import os, sys
     from pathlib import Path
+    from perfml.metadata import MetadataDatabase
     from perfml.registry import FilesystemArtifactStore, ModelRegistry
 
     url, store, scratch = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-    registry = ModelRegistry(url, FilesystemArtifactStore(store), deliver_in_background=False)
+    database = MetadataDatabase(url)
+    registry = ModelRegistry(database, FilesystemArtifactStore(store), deliver_in_background=False)
     registry.add_webhook("http://127.0.0.1:9/none", "k")
     for i in range(10_000):
         path = scratch / f"m{i}.bin"
@@ -33,7 +35,7 @@ WRITER = textwrap.dedent(
 
 
 def consistent(url: str, store: Path, tmp: Path) -> int:
-    with ModelRegistry(url, FilesystemArtifactStore(store), deliver_in_background=False) as reg:
+    with registry_at(url, store) as reg:
         versions = reg.versions("cpu") if reg.models() else []
         for version in versions:
             fetched = reg.fetch(version.ref, tmp / f"check-{version.version}")
@@ -100,11 +102,10 @@ def test_a_kill_during_the_artifact_copy_leaves_no_version(tmp_path):
         assert time.monotonic() < deadline
     writer.send_signal(signal.SIGKILL)
     writer.communicate()
-    registry = ModelRegistry(url, FilesystemArtifactStore(store), deliver_in_background=False)
-    stored = {p.name for p in store.glob("sha256/*/*") if not p.name.startswith(".")}
-    versions = registry.versions("cpu") if registry.models() else []
-    assert {v.digest for v in versions} <= stored
-    assert consistent(url, store, tmp_path) == len(versions)
-    again = registry.register("cpu", scratch / "m0.bin", detector="seasonal")
-    assert again.version >= 1
-    registry.close()
+    with registry_at(url, store) as registry:
+        stored = {p.name for p in store.glob("sha256/*/*") if not p.name.startswith(".")}
+        versions = registry.versions("cpu") if registry.models() else []
+        assert {v.digest for v in versions} <= stored
+        assert consistent(url, store, tmp_path) == len(versions)
+        again = registry.register("cpu", scratch / "m0.bin", detector="seasonal")
+        assert again.version >= 1

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from perfml.registry import FilesystemArtifactStore, ModelRegistry
+from fixtures.registry import registry_at
 from perfml.registry.events import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -108,16 +108,12 @@ def test_failed_deliveries_are_retried_and_survive_a_restart(
         registry.register("cpu", make_artifact(b"1"), detector="seasonal")
         assert registry.deliver_events(DeliveryPolicy(attempts=4, base_delay=60.0)) == 0
         assert flaky.received == []  # first attempt failed; the next is a minute away
-        later = ModelRegistry(
-            registry_url, FilesystemArtifactStore(tmp_path / "artifacts"),
-            deliver_in_background=False,
-        )  # fmt: skip
-        assert later.deliver_events(FAST) == 0  # not due yet
-        in_two_minutes = lambda: time.time() + 120  # noqa: E731
-        assert later.deliver_events(FAST, now=in_two_minutes) == 1  # a new process retries
-        assert (flaky.failures, len(flaky.received)) == (0, 1)  # third attempt went through
-        assert later.deliver_events(FAST, now=in_two_minutes) == 0  # delivered once only
-        later.close()
+        with registry_at(registry_url, tmp_path / "artifacts") as later:  # a new process
+            assert later.deliver_events(FAST) == 0  # not due yet
+            in_two_minutes = lambda: time.time() + 120  # noqa: E731
+            assert later.deliver_events(FAST, now=in_two_minutes) == 1  # it retries
+            assert (flaky.failures, len(flaky.received)) == (0, 1)  # third attempt went through
+            assert later.deliver_events(FAST, now=in_two_minutes) == 0  # delivered once only
     finally:
         flaky.close()
 

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from fixtures.registry import registry_at
 from perfml.registry import (
     ConcurrentChangeError,
     MetricThreshold,
-    ModelRegistry,
     PromotionRefusedError,
 )
 from perfml.registry.aliases import NothingToRollBackError
@@ -180,13 +180,11 @@ def test_an_artifact_whose_bytes_changed_is_refused(registry, make_artifact):
 def test_racing_promotions_leave_one_winner_and_a_consistent_log(
     registry_url, tmp_path, make_artifact
 ):
-    from perfml.registry import FilesystemArtifactStore
-
-    store = FilesystemArtifactStore(tmp_path / "artifacts")
-    setup = ModelRegistry(registry_url, store, actor="setup", deliver_in_background=False)
-    for content in (b"base", b"a", b"b", b"c", b"d"):
-        setup.register("cpu", make_artifact(content), detector="seasonal")
-    setup.promote("cpu", 1)
+    store = tmp_path / "artifacts"
+    with registry_at(registry_url, store, actor="setup") as setup:
+        for content in (b"base", b"a", b"b", b"c", b"d"):
+            setup.register("cpu", make_artifact(content), detector="seasonal")
+        setup.promote("cpu", 1)
     racers = 4
     barrier = threading.Barrier(racers)
     outcomes: dict[int, str] = {}
@@ -197,7 +195,7 @@ def test_racing_promotions_leave_one_winner_and_a_consistent_log(
         return {"score": float(version.version)}
 
     def race(version: int) -> None:
-        with ModelRegistry(registry_url, store, actor=f"racer-{version}") as mine:
+        with registry_at(registry_url, store, actor=f"racer-{version}") as mine:
             try:
                 mine.promote(
                     "cpu", version, thresholds=[MetricThreshold("score")], evaluator=evaluator
@@ -217,4 +215,3 @@ def test_racing_promotions_leave_one_winner_and_a_consistent_log(
     log = setup.history("cpu", "production")
     assert [(e.from_version, e.to_version) for e in log] == [(None, 1), (1, winners[0])]
     assert setup.resolve("cpu@production").version == winners[0]
-    setup.close()

@@ -12,14 +12,14 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from fixtures.registry import make_artifact, registry, registry_url
+from fixtures.registry import database, make_artifact, registry, registry_url
 from perfml.featurestore import FeatureStore
 from perfml.registry import ModelRegistry
 from perfml.registry.detector_versions import register_detector
 from perfml.serving import DataPlane, ModelRepository, build_app
 from serving.support import MAX_BODY, TestClient, multi_model, static_model
 
-__all__ = ["make_artifact", "registry", "registry_url"]
+__all__ = ["database", "make_artifact", "registry", "registry_url"]
 
 
 @pytest.fixture

@@ -20,13 +20,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from fixtures.workspace import workspace_registry
 from perfml.cli.app import main
 from perfml.config import Settings
 from perfml.registry import ModelRegistry
 from perfml.registry.artifacts import sha256_of
 from perfml.registry.detector_versions import register_detector
 from perfml.registry.errors import RegistryError
-from perfml.registry.setup import open_registry
 from perfml.serving.engines import (
     RUNTIME,
     ExportError,
@@ -199,7 +199,7 @@ def test_resource_names_are_dns_labels() -> None:
 
 def test_the_command_writes_the_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     workspace = tmp_path / "ws"
-    with open_registry(Settings(workspace=workspace), background_delivery=False) as registry:
+    with workspace_registry(Settings(workspace=workspace)) as registry:
         register_detector(registry, "cpu", static_model(0.0), features=["cpu_util"])
         registry.set_alias("cpu", "production", 1)
     out = tmp_path / "out"

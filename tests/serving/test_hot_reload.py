@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pyarrow as pa
 
-from perfml.registry import FilesystemArtifactStore, ModelRegistry
+from fixtures.registry import registry_at
+from perfml.registry import ModelRegistry
 from perfml.serving import ModelRepository
 from serving.support import infer_body
 
@@ -111,10 +112,7 @@ def test_moves_made_by_another_process_are_found_by_polling(
     repository.on_loaded = lambda model, version, seconds: loaded.append((model, version))
     repository.start()
     assert repository.get("cpu").version.version == 1
-    elsewhere = ModelRegistry(
-        registry_url, FilesystemArtifactStore(tmp_path / "artifacts"), actor="other"
-    )
-    with elsewhere:
+    with registry_at(registry_url, tmp_path / "artifacts", actor="other") as elsewhere:
         elsewhere.promote("cpu", 2)  # no event reaches the repository's registry object
     wait_for(lambda: repository.get("cpu").version.version == 2)
     assert ("cpu", 2) in loaded

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.workspace import workspace_registry
 from perfml.cli.app import main
 from perfml.config import Settings
 from perfml.registry.detector_versions import register_detector
-from perfml.registry.setup import open_registry
-from perfml.serving.setup import serving_app
 from perfml.serving.telemetry import MULTIPROC_ENV
+from perfml.workspace import Workspace
 from serving.support import TOKEN, TestClient, infer_body, static_model
 
 
@@ -20,11 +20,12 @@ def test_create_app_serves_the_workspace_registry_with_metrics_and_auth(
 ) -> None:
     monkeypatch.delenv(MULTIPROC_ENV, raising=False)  # one process: its own registry
     settings = Settings(workspace=tmp_path / "ws")
-    with open_registry(settings, background_delivery=False) as registry:
+    with workspace_registry(settings) as registry:
         register_detector(registry, "cpu", static_model(0.0), features=["cpu_util"])
         registry.set_alias("cpu", "production", 1)
     monkeypatch.setenv(settings.serving.token_env, TOKEN)
-    with TestClient(serving_app(settings, ["cpu@production"])) as client:
+    workspace = Workspace(settings)
+    with TestClient(workspace.serving_app(["cpu@production"])) as client:
         assert client.post("/v2/models/cpu/infer", json=infer_body([3.0])).status_code == 401
         answer = client.post(
             "/v2/models/cpu/infer",
@@ -35,6 +36,7 @@ def test_create_app_serves_the_workspace_registry_with_metrics_and_auth(
         metrics = client.get("/metrics").text
     assert 'perfml_model_loaded_version{model="cpu"} 1.0' in metrics
     assert 'perfml_inference_requests_total{code="401",model="cpu",version="1"} 1.0' in metrics
+    workspace.close()
 
 
 def test_serve_without_models_is_a_usage_error(

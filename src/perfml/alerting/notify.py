@@ -248,8 +248,6 @@ class Notifier(ABC):
         return f"{self.kind}:{self.target}"
 
 
-
-
 NotifierRegistry = Registry[type[Notifier]]
 """Notifier classes by kind."""
 

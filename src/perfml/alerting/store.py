@@ -188,8 +188,6 @@ class AlertStore(TableOwner):
 
     tables = TABLES
 
-
-
     # -- the tracker's state and its history -----------------------------------------------
 
     def save_evaluation(self, transitions: Sequence[Alert], tracked: Sequence[Alert]) -> None:

@@ -35,7 +35,7 @@ def up(
 
     previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with EmbeddedSystem(settings, parts, on_alert=_print_alert) as system:
+        with EmbeddedSystem(state(ctx).parts(), parts, on_alert=_print_alert) as system:
             if system.server is not None:
                 out.print(f"inference server  {system.server.url}/v2", highlight=False)
             else:

@@ -8,8 +8,8 @@ from perfml.controller.collector import ControllerCollector
 from perfml.controller.decisions import RETRAINED, SKIPPED, Action, Decision, DecisionLog
 from perfml.controller.loop import (
     Controller,
-    Policy,
     NoModelsError,
+    Policy,
     Trainer,
     controlled_models,
     latest_complete_window,
@@ -23,8 +23,8 @@ __all__ = [
     "ControllerCollector",
     "Decision",
     "DecisionLog",
-    "Policy",
     "NoModelsError",
+    "Policy",
     "Trainer",
     "controlled_models",
     "latest_complete_window",

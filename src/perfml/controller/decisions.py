@@ -32,7 +32,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
-    Engine,
     Float,
     Index,
     MetaData,
@@ -45,7 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from perfml.metadata import Tables, TableOwner
+from perfml.metadata import TableOwner, Tables
 
 
 class Action(StrEnum):
@@ -165,7 +164,6 @@ class DecisionLog(TableOwner):
     """The decisions in the metadata database at ``url`` (SQLite or PostgreSQL)."""
 
     tables = TABLES
-
 
     def record(self, decision: Decision) -> Decision | None:
         """Record ``decision``; None if the model already has a decision for that window

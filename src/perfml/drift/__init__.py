@@ -17,7 +17,14 @@ from perfml.drift.errors import (
     UnknownMeasureError,
 )
 from perfml.drift.histograms import DEFAULT_BINS, BinEdges, Histogram
-from perfml.drift.measures import MEASURES, SMOOTHING, Measure, MeasureRegistry, smoothed_shares
+from perfml.drift.measures import (
+    MEASURES,
+    SMOOTHING,
+    Measure,
+    MeasureRegistry,
+    measure_registry,
+    smoothed_shares,
+)
 from perfml.drift.quality import QualityRecord, QualityReport, quality_report
 from perfml.drift.reference import model_reference, training_window
 from perfml.drift.report import (
@@ -58,6 +65,7 @@ __all__ = [
     "calendar_windows",
     "compare",
     "drift_report",
+    "measure_registry",
     "model_reference",
     "parse_span",
     "partition_histograms",

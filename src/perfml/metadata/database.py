@@ -87,9 +87,7 @@ class MetadataDatabase:
 
     def _check_version(self, con: Any, tables: Tables) -> None:
         found = con.execute(
-            select(schema_versions.c.version).where(
-                schema_versions.c.component == tables.component
-            )
+            select(schema_versions.c.version).where(schema_versions.c.component == tables.component)
         ).scalar()
         if found is None:
             con.execute(
@@ -104,7 +102,7 @@ class MetadataDatabase:
             if not self.engine.dialect.has_table(con, schema_versions.name):
                 return {}
             rows = con.execute(select(schema_versions.c.component, schema_versions.c.version))
-            return {component: version for component, version in rows}
+            return {str(component): int(version) for component, version in rows}
 
     def close(self) -> None:
         """Close every connection of the pool."""

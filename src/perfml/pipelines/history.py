@@ -20,7 +20,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    Engine,
     Float,
     Index,
     Integer,
@@ -32,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from perfml.metadata import TableOwner, Tables
 from perfml.pipelines.errors import RunNotFoundError
 from perfml.pipelines.processes import kill_tree
 from perfml.pipelines.states import (
@@ -43,7 +43,6 @@ from perfml.pipelines.states import (
     RunRecord,
     Transition,
 )
-from perfml.metadata import Tables, TableOwner
 
 metadata = MetaData()
 
@@ -121,8 +120,6 @@ class RunHistory(TableOwner):
     """Runs, jobs and transitions of pipelines, in the metadata database."""
 
     tables = TABLES
-
-
 
     # -- writes, each one transaction -------------------------------------------------------
 

@@ -15,7 +15,11 @@ runs on a cluster and in kfp's local ``SubprocessRunner``.
 - ``resources`` → CPU request, memory request and limit;
 - ``timeout`` → kfp has no per-task timeout: :func:`run_step` kills the step's process tree
   after ``timeout`` seconds (per attempt, as locally) and fails the attempt;
-- ``cache`` → kfp caching on or off.
+- ``cache`` → kfp caching on or off;
+- ``Part`` bindings → not component inputs: a component whose step takes parts of the
+  workspace gets the pipeline parameter ``perfml_parts`` (the
+  :class:`~perfml.pipelines.parts.PartsSource` as JSON, given at compile time and changeable
+  per run) and opens them in its own process.
 
 Secrets and volumes (``needs``) need ``kfp-kubernetes``; they are not in the spec: use the
 ``k8s`` target (:mod:`perfml.pipelines.kubernetes`) for them.
@@ -37,7 +41,7 @@ from typing import Any
 
 from perfml.errors import PerfmlError
 from perfml.pipelines import worker
-from perfml.pipelines.dsl import Param, Pipeline, Ref, Task
+from perfml.pipelines.dsl import Param, Part, Pipeline, Ref, Task
 from perfml.pipelines.errors import InvalidPipelineError, PipelineError
 from perfml.pipelines.kubernetes import (
     DEFAULT_IMAGE,
@@ -45,10 +49,13 @@ from perfml.pipelines.kubernetes import (
     memory_quantity,
     step_module_path,
 )
+from perfml.pipelines.parts import PartsSource, check_parts, part_inputs
 from perfml.pipelines.processes import kill_tree
 
 _TYPES: dict[Any, str] = {int: "int", float: "float", bool: "bool", str: "str"}
 _JSON = "json"  # a value kfp has no parameter type for: a JSON string
+PARTS_PARAM = "perfml_parts"
+"""The pipeline parameter that says where steps open the parts of the workspace (JSON)."""
 
 
 class KfpMissingError(PerfmlError):
@@ -77,12 +84,14 @@ def run_step(
     values: Mapping[str, Any],
     paths: Mapping[str, str],
     outputs: Mapping[str, str],
+    parts: str | None = None,
 ) -> Any:
     """Run one attempt of a step in a worker process, killed after ``step["timeout"]`` s.
 
     Called by the generated component bodies; ``step`` names the function (``module``,
-    ``qualname``, ``sys_path``), the inputs that arrive as JSON strings (``json``) and whether
-    the return value leaves as one (``json_result``)."""
+    ``qualname``, ``sys_path``), the inputs that arrive as JSON strings (``json``), the inputs
+    bound to parts of the workspace (``parts``: input → part, opened from the source
+    ``parts``, JSON) and whether the return value leaves as one (``json_result``)."""
     decoded = {k: json.loads(v) if k in step["json"] else v for k, v in values.items()}
     with tempfile.TemporaryDirectory(prefix="perfml-kfp-") as scratch:
         result = Path(scratch) / "result.json"
@@ -95,6 +104,8 @@ def run_step(
             "outputs": dict(outputs),
             "result": str(result),
         }
+        if step.get("parts"):
+            spec["parts"] = {"source": json.loads(parts or "null"), "inputs": step["parts"]}
         spec_path = Path(scratch) / "spec.json"
         spec_path.write_text(json.dumps(spec))
         command = [sys.executable, "-m", "perfml.pipelines.worker", str(spec_path)]
@@ -156,11 +167,14 @@ class _Plan:
                     kind = self.params.setdefault(binding.name, wanted if fits else _JSON)
                 elif isinstance(binding, Ref) and binding.output is None:
                     kind = self.results[binding.task] or _JSON
-                elif isinstance(binding, Ref):
-                    continue  # an artifact
+                elif isinstance(binding, Ref | Part):
+                    continue  # an artifact, or a part of the workspace
                 else:
                     kind = wanted if _fits(binding, wanted) else _JSON
                 self.inputs[(name, input_name)] = kind
+        self.parts = any(part_inputs(task) for task in pipeline.tasks.values())
+        if self.parts and PARTS_PARAM in self.params:
+            raise InvalidPipelineError(pipeline.name, f"parameter {PARTS_PARAM!r} is perfml's")
         for param in self.params:
             if not param.isidentifier():
                 raise InvalidPipelineError(pipeline.name, f"parameter {param!r} for kfp")
@@ -175,6 +189,8 @@ def _component_source(task: Task, plan: _Plan, function_name: str) -> str:
     args: list[str] = []
     values, paths, json_inputs = [], [], []
     for input_name, binding in task.inputs.items():
+        if isinstance(binding, Part):
+            continue
         if isinstance(binding, Ref) and binding.output is not None:
             args.append(f"{input_name}: Input[Artifact]")
             paths.append(f"{input_name!r}: {input_name}.path")
@@ -184,6 +200,9 @@ def _component_source(task: Task, plan: _Plan, function_name: str) -> str:
             values.append(f"{input_name!r}: {input_name}")
             if kind == _JSON:
                 json_inputs.append(input_name)
+    parts = part_inputs(task)
+    if parts:
+        args.append(f"{PARTS_PARAM}: str")
     args += [f"{output}: Output[Artifact]" for output in step.outputs]
     outputs = [f"{o!r}: {o}.path" for o in step.outputs]
     result = plan.results[task.name]
@@ -194,6 +213,7 @@ def _component_source(task: Task, plan: _Plan, function_name: str) -> str:
         "timeout": step.timeout,
         "json": json_inputs,
         "json_result": result == _JSON,
+        "parts": parts,
     }
     returns = "None" if result is None else _python_type(result)
     return (
@@ -206,7 +226,8 @@ def _component_source(task: Task, plan: _Plan, function_name: str) -> str:
         f"        {{{', '.join(values)}}},\n"
         f"        {{{', '.join(paths)}}},\n"
         f"        {{{', '.join(outputs)}}},\n"
-        "    )\n"
+        + (f"        {PARTS_PARAM},\n" if parts else "")
+        + "    )\n"
     )
 
 
@@ -228,13 +249,18 @@ def _component(task: Task, plan: _Plan, image: str) -> Any:
     return dsl.component(base_image=image, install_kfp_package=False)(function)
 
 
-def build_kfp_pipeline(pipeline: Pipeline, image: str = DEFAULT_IMAGE) -> Any:
+def build_kfp_pipeline(
+    pipeline: Pipeline, image: str = DEFAULT_IMAGE, parts: PartsSource | None = None
+) -> Any:
     """The kfp pipeline (a ``GraphComponent``) for ``pipeline``: compile it with
-    ``kfp.compiler.Compiler``, or call it after ``kfp.local.init`` to run it locally."""
+    ``kfp.compiler.Compiler``, or call it after ``kfp.local.init`` to run it locally. Steps
+    that take parts of the workspace open them from ``parts`` (the default of the
+    ``perfml_parts`` parameter)."""
     try:
         from kfp import dsl
     except ImportError as missing:
         raise KfpMissingError() from missing
+    check_parts(pipeline, parts)
     plan = _Plan(pipeline)
     components = {name: _component(pipeline.tasks[name], plan, image) for name in pipeline.order}
 
@@ -244,7 +270,11 @@ def build_kfp_pipeline(pipeline: Pipeline, image: str = DEFAULT_IMAGE) -> Any:
         for name in pipeline.order:
             task = pipeline.tasks[name]
             arguments: dict[str, Any] = {}
+            if part_inputs(task):
+                arguments[PARTS_PARAM] = params[PARTS_PARAM]
             for input_name, binding in task.inputs.items():
+                if isinstance(binding, Part):
+                    continue
                 if isinstance(binding, Param):
                     arguments[input_name] = params[binding.name]
                 elif isinstance(binding, Ref) and binding.output is not None:
@@ -269,6 +299,15 @@ def build_kfp_pipeline(pipeline: Pipeline, image: str = DEFAULT_IMAGE) -> Any:
                 inspect.Parameter.POSITIONAL_OR_KEYWORD,
                 default=default,
                 annotation=annotation,
+            )
+        )
+    if plan.parts and parts is not None:
+        parameters.append(
+            inspect.Parameter(
+                PARTS_PARAM,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=parts.model_dump_json(),
+                annotation=str,
             )
         )
     signature = inspect.Signature(sorted(parameters, key=_required_first))
@@ -298,9 +337,15 @@ def _configure(kfp_task: Any, task: Task) -> Any:
     return kfp_task
 
 
-def compile_kubeflow(pipeline: Pipeline, path: Path, image: str = DEFAULT_IMAGE) -> Path:
-    """Write the Kubeflow Pipelines v2 spec (IR YAML) of ``pipeline`` to ``path``."""
-    kfp_pipeline = build_kfp_pipeline(pipeline, image)
+def compile_kubeflow(
+    pipeline: Pipeline,
+    path: Path,
+    image: str = DEFAULT_IMAGE,
+    parts: PartsSource | None = None,
+) -> Path:
+    """Write the Kubeflow Pipelines v2 spec (IR YAML) of ``pipeline`` to ``path`` (its steps
+    opening the parts of the workspace from ``parts``)."""
+    kfp_pipeline = build_kfp_pipeline(pipeline, image, parts)
     from kfp import compiler
 
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -40,8 +40,9 @@ import yaml
 
 from perfml import __version__
 from perfml.pipelines import worker
-from perfml.pipelines.dsl import Param, Pipeline, Ref, Resources, Task
+from perfml.pipelines.dsl import Param, Part, Pipeline, Ref, Resources, Task
 from perfml.pipelines.errors import InvalidPipelineError
+from perfml.pipelines.parts import PartsSource, check_parts, parts_spec
 
 DEFAULT_IMAGE = f"ghcr.io/perfml/perfml:{__version__}"
 """The perfml image (with the ``kubeflow`` extra) steps run in, unless told otherwise."""
@@ -97,7 +98,7 @@ def job_deadline(timeout: float, retries: int) -> int:
     return math.ceil(timeout) * (retries + 1) + delays
 
 
-def _task_spec(task: Task, run_root: str) -> dict[str, Any]:
+def _task_spec(task: Task, run_root: str, parts: PartsSource | None = None) -> dict[str, Any]:
     """What :func:`main` needs to run ``task`` (JSON, passed as the container's argument)."""
     values: dict[str, Any] = {}
     params: dict[str, str] = {}
@@ -110,10 +111,10 @@ def _task_spec(task: Task, run_root: str) -> dict[str, Any]:
             paths[name] = f"{run_root}/{binding.task}/{binding.output}"
         elif isinstance(binding, Ref):
             results[name] = f"{run_root}/{binding.task}/result.json"
-        else:
+        elif not isinstance(binding, Part):
             values[name] = binding
     fn = task.step.fn
-    return {
+    spec: dict[str, Any] = {
         "module": fn.__module__,
         "qualname": fn.__qualname__,
         "sys_path": step_module_path(fn),
@@ -124,6 +125,10 @@ def _task_spec(task: Task, run_root: str) -> dict[str, Any]:
         "outputs": {o: f"{run_root}/{task.name}/{o}" for o in task.step.outputs},
         "result": f"{run_root}/{task.name}/result.json",
     }
+    handed = parts_spec(parts, task)
+    if handed is not None:
+        spec["parts"] = handed
+    return spec
 
 
 def used_params(pipeline: Pipeline) -> set[str]:
@@ -151,6 +156,7 @@ def build_jobs(
     namespace: str | None = None,
     workspace_claim: str = "perfml-workspace",
     secret: str = "perfml-secrets",
+    parts: PartsSource | None = None,
 ) -> list[dict[str, Any]]:
     """A ConfigMap of the run's parameters, then one ``batch/v1`` Job per task of
     ``pipeline``, in dependency order.
@@ -160,7 +166,9 @@ def build_jobs(
     missing secret, until it is set. ``run`` names the run (artifacts go to
     ``/workspace/runs/<run>/``); needed env vars come from keys of the same name in the
     Secret ``secret``; a needed path ``/data/fleet`` from the claim ``perfml-data-fleet``.
+    A task bound to a part of the workspace opens it in its pod from ``parts``.
     """
+    check_parts(pipeline, parts)
     for name in used_params(pipeline):
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise InvalidPipelineError(pipeline.name, f"parameter {name!r} is not an env name")
@@ -192,6 +200,7 @@ def build_jobs(
             namespace,
             workspace_claim,
             secret,
+            parts,
         )
         for position, name in enumerate(pipeline.order)
     ]
@@ -207,6 +216,7 @@ def _job(
     namespace: str | None,
     workspace_claim: str,
     secret: str,
+    parts: PartsSource | None,
 ) -> dict[str, Any]:
     step = task.step
     labels = {
@@ -257,7 +267,7 @@ def _job(
         "name": "step",
         "image": image,
         "command": ["python", "-m", "perfml.pipelines.kubernetes"],
-        "args": [json.dumps(_task_spec(task, run_root), sort_keys=True)],
+        "args": [json.dumps(_task_spec(task, run_root, parts), sort_keys=True)],
         "resources": {
             "requests": {"cpu": cpu_quantity(step.resources), "memory": memory},
             "limits": {"memory": memory},
@@ -328,6 +338,7 @@ def main(argv: list[str]) -> int:
                     "paths": spec["paths"],
                     "outputs": spec["outputs"],
                     "result": spec["result"],
+                    "parts": spec.get("parts"),
                 }
             )
         )

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from perfml.pipelines import worker
+from perfml.pipelines.dsl import Part, Pipeline, Task
 from perfml.pipelines.errors import PipelineError
 
 
@@ -57,6 +58,28 @@ class NoPartsSourceError(PipelineError):
             f"pipeline {pipeline!r}: task {task!r} takes the part {name!r} of the workspace, "
             "but the runner has no parts source (run it from a perfml workspace)"
         )
+
+
+def part_inputs(task: Task) -> dict[str, str]:
+    """``task``'s inputs bound to a :class:`~perfml.pipelines.dsl.Part`: input → part name."""
+    return {name: b.name for name, b in task.inputs.items() if isinstance(b, Part)}
+
+
+def check_parts(pipeline: Pipeline, source: PartsSource | None) -> None:
+    """Refuse ``pipeline`` if a task takes a part and there is no ``source`` to open it from."""
+    if source is not None:
+        return
+    for task in pipeline.tasks.values():
+        for part in part_inputs(task).values():
+            raise NoPartsSourceError(pipeline.name, task.name, part)
+
+
+def parts_spec(source: PartsSource | None, task: Task) -> dict[str, Any] | None:
+    """The ``parts`` entry of a job's spec for ``task`` (None: it takes no part)."""
+    inputs = part_inputs(task)
+    if not inputs or source is None:
+        return None
+    return {"source": source.model_dump(), "inputs": inputs}
 
 
 @contextmanager

@@ -33,8 +33,8 @@ from perfml.pipelines.cache import StepCache
 from perfml.pipelines.dsl import Param, Part, Pipeline, Ref, Resources, Task
 from perfml.pipelines.errors import ExceedsCapacityError, MissingInputError
 from perfml.pipelines.history import RunHistory
-from perfml.pipelines.parts import NoPartsSourceError, PartsSource
 from perfml.pipelines.launcher import Launcher, WorkerProcess, default_launcher, exit_usage
+from perfml.pipelines.parts import PartsSource, check_parts, parts_spec
 from perfml.pipelines.processes import TreeSampler, kill_tree, log_tail
 from perfml.pipelines.states import JobRecord, JobState, Reason, RunRecord
 from perfml.pipelines.worker import read_failure, write_spec
@@ -163,6 +163,7 @@ class LocalRunner:
     # -- the run ------------------------------------------------------------------------------
 
     def _start(self, pipeline: Pipeline, params: dict[str, Any], run_id: str | None) -> _RunState:
+        check_parts(pipeline, self.parts)
         for task in pipeline.tasks.values():
             for input_name, binding in task.inputs.items():
                 if isinstance(binding, Param) and binding.name not in params:
@@ -172,8 +173,6 @@ class LocalRunner:
                         input_name,
                         f"run parameter {binding.name!r} not given",
                     )
-                if isinstance(binding, Part) and self.parts is None:
-                    raise NoPartsSourceError(pipeline.name, task.name, binding.name)
             wanted = task.step.resources
             if wanted.cpu > self.capacity.cpu:
                 raise ExceedsCapacityError(task.name, "cpu", wanted.cpu, self.capacity.cpu)
@@ -350,7 +349,7 @@ class LocalRunner:
             paths,
             outputs,
             folder / "result.json",
-            parts=self._parts_spec(parts),
+            parts=parts_spec(self.parts, task),
         )
         env = {**os.environ, **(self.environ or {}), "PYTHONUNBUFFERED": "1"}
         log_path = Path(job.log_path)
@@ -372,11 +371,6 @@ class LocalRunner:
             pid=process.pid,
             cache_key=key,
         )
-
-    def _parts_spec(self, parts: dict[str, str]) -> dict[str, Any] | None:
-        if not parts or self.parts is None:
-            return None
-        return {"source": self.parts.model_dump(), "inputs": parts}
 
     # -- watching -----------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ import numpy as np
 import pyarrow as pa
 
 from perfml.errors import UsageError
+from perfml.pipelines.catalog import pipeline
 from perfml.pipelines.dsl import (
     Param,
     Part,
@@ -54,7 +55,6 @@ from perfml.pipelines.dsl import (
     Task,
     step,
 )
-from perfml.pipelines.catalog import pipeline
 from perfml.pipelines.errors import PipelineError
 from perfml.pipelines.outcomes import GateVerdict, TrainingOutcome
 from perfml.timeparse import parse_instant
@@ -381,9 +381,7 @@ def register(
         promoted = alias
         verdict = GateVerdict(passed=True, reason=f"{model}@{alias} holds {version.ref} already")
     elif promote:
-        evaluator = LabelledWindowEvaluator(
-            registry, store, split, parse_instant(end, "end"), step
-        )
+        evaluator = LabelledWindowEvaluator(registry, store, split, parse_instant(end, "end"), step)
         try:
             done = registry.promote(
                 model, version.version, alias, thresholds=MetricThreshold.all_of(gate),

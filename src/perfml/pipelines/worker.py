@@ -5,8 +5,8 @@
 inputs by value (``values``) and by reference (``paths``), the artifact paths to write
 (``outputs``), the parts of the workspace it is handed (``parts``: a
 :class:`~perfml.pipelines.parts.PartsSource` and which input gets which part, opened only for
-a step that takes one) and where to write the return value (``result``). Its stdout and stderr are the
-job's log; an exception prints its traceback there and exits with code 1. A permanent
+a step that takes one) and where to write the return value (``result``). Its stdout and
+stderr are the job's log; an exception prints its traceback there and exits with code 1. A permanent
 failure (:func:`perfml.errors.is_permanent`: a refused credential, a usage error) also
 writes ``{"failure": {"type": ..., "message": ...}}`` to ``result``, so that the runner fails
 the job at once instead of retrying it. Deliberately light: it imports nothing of perfml but

@@ -150,7 +150,9 @@ def deliver_due(
                         "last_error": error,
                         "next_attempt_at": now() + policy.delay(attempts),
                     }
-                con.execute(update(tables.outbox).where(tables.outbox.c.id == row.id).values(**values))
+                con.execute(
+                    update(tables.outbox).where(tables.outbox.c.id == row.id).values(**values)
+                )
     finally:
         if own:
             http.close()

@@ -41,8 +41,8 @@ from perfml.registry.aliases import (
 from perfml.registry.artifacts import ArtifactStore, sha256_of
 from perfml.registry.errors import NotFoundError, RegistryError
 from perfml.registry.names import Ref, check_name, parse_ref
-from perfml.registry.tables import TABLES
 from perfml.registry.records import Model, ModelVersion, instant
+from perfml.registry.tables import TABLES
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,9 @@ class ModelRegistry(TableOwner, AliasBook):
 
     def models(self) -> list[Model]:
         with self.engine.connect() as con:
-            names = con.execute(select(tables.models.c.name).order_by(tables.models.c.name)).scalars()
+            names = con.execute(
+                select(tables.models.c.name).order_by(tables.models.c.name)
+            ).scalars()
             return [self._model(con, n) for n in names.all()]
 
     def model(self, name: str) -> Model:
@@ -129,7 +131,9 @@ class ModelRegistry(TableOwner, AliasBook):
             select(func.max(tables.versions.c.version)).where(tables.versions.c.model_id == row.id)
         ).scalar()
         held = con.execute(
-            select(tables.aliases.c.alias, tables.aliases.c.version).where(tables.aliases.c.model_id == row.id)
+            select(tables.aliases.c.alias, tables.aliases.c.version).where(
+                tables.aliases.c.model_id == row.id
+            )
         ).all()
         return Model(
             name=row.name,
@@ -198,7 +202,8 @@ class ModelRegistry(TableOwner, AliasBook):
                     model_id = self._model_id(con, model, create=True)
                     existing = con.execute(
                         select(tables.versions.c.version).where(
-                            tables.versions.c.model_id == model_id, tables.versions.c.digest == digest
+                            tables.versions.c.model_id == model_id,
+                            tables.versions.c.digest == digest,
                         )
                     ).scalar()
                     if existing is not None:
@@ -288,7 +293,9 @@ class ModelRegistry(TableOwner, AliasBook):
                 raise NotFoundError("alias", str(ref), "set it with promote or set-alias")
             return int(number)
         latest = con.execute(
-            select(func.max(tables.versions.c.version)).where(tables.versions.c.model_id == model_id)
+            select(func.max(tables.versions.c.version)).where(
+                tables.versions.c.model_id == model_id
+            )
         ).scalar()
         if latest is None:
             raise NotFoundError("version", str(ref), "the model has no versions")
@@ -333,7 +340,9 @@ class ModelRegistry(TableOwner, AliasBook):
             else:
                 number = self._version_number(con, model_id, ref)
                 table = tables.versions
-                where = and_(tables.versions.c.model_id == model_id, tables.versions.c.version == number)
+                where = and_(
+                    tables.versions.c.model_id == model_id, tables.versions.c.version == number
+                )
             current = con.execute(select(table.c.tags).where(where)).scalar_one()
             tags = {k: v for k, v in current.items() if k != key}
             if value is not None:
@@ -350,7 +359,8 @@ class ModelRegistry(TableOwner, AliasBook):
             held = (
                 con.execute(
                     select(tables.aliases.c.alias).where(
-                        tables.aliases.c.model_id == model_id, tables.aliases.c.version == version.version
+                        tables.aliases.c.model_id == model_id,
+                        tables.aliases.c.version == version.version,
                     )
                 )
                 .scalars()
@@ -360,7 +370,8 @@ class ModelRegistry(TableOwner, AliasBook):
                 raise AliasHeldError(version.ref, [f"{version.model}@{a}" for a in held])
             con.execute(
                 tables.versions.delete().where(
-                    tables.versions.c.model_id == model_id, tables.versions.c.version == version.version
+                    tables.versions.c.model_id == model_id,
+                    tables.versions.c.version == version.version,
                 )
             )
             shared = con.execute(

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+
 from perfml.metadata import Tables
 
 metadata = MetaData()

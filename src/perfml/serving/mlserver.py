@@ -95,16 +95,15 @@ class PerfmlRuntime(MLModel):  # type: ignore[misc]  # mlserver ships no type in
         return _version_from_record(record), detectors.load(path)
 
     def _load_from_registry(self, uri: str, extra: dict[str, Any]) -> tuple[ModelVersion, Detector]:
-        from perfml.config import load_settings
         from perfml.registry.detector_versions import load_detector
-        from perfml.registry.setup import open_registry
+        from perfml.workspace import Workspace  # MLServer's entry point: it builds its parts
 
         ref = parse_ref(uri.removeprefix(REGISTRY_SCHEME))
         if ref.version is None:
             raise RuntimeSettingsError(self.name, f"{uri!r} does not pin a version (NAME:VERSION)")
         config = extra.get("config")
-        settings = load_settings(Path(config) if isinstance(config, str) else None)
-        with open_registry(settings, background_delivery=False) as registry:
+        with Workspace.load(Path(config) if isinstance(config, str) else None) as workspace:
+            registry = workspace.registry(background_delivery=False)
             version, detector = load_detector(registry, ref)  # the registry checks the digest
         expected = extra.get("sha256")
         if isinstance(expected, str) and expected != version.digest:
