@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from perfml.registry.db import sqlite_url
 
 from perfml.alerting.alerts import AlertState
 from perfml.alerting.dispatch import Dispatcher, GroupingOptions
 from perfml.alerting.engine import BadStepError, RuleEngine
 from perfml.alerting.notify import LogNotifier
 from perfml.alerting.store import AlertStore
+from perfml.metadata import sqlite_url
 from perfml.promql import MemorySeries
 
 STEP = 15_000
@@ -58,20 +58,20 @@ def test_replay_fires_and_resolves_over_recorded_history():
     assert firing.annotations["summary"] == "perfml-serving is down (0)"
 
 
-def test_state_survives_a_restart_over_the_same_database(tmp_path: Path):
+def test_state_survives_a_restart_over_the_same_database(tmp_path: Path, open_part):
     url, log = sqlite_url(tmp_path / "metadata.db"), tmp_path / "alerts.log"
     source = series(60_000, 600_000)
     options = GroupingOptions(("alertname",), 30_000, 300_000, 3_600_000)
 
     def start() -> RuleEngine:
-        return RuleEngine([DOWN], source, AlertStore(url), Dispatcher([LogNotifier(log)], options))
+        store = open_part(AlertStore, url)  # each start as a new process
+        return RuleEngine([DOWN], source, store, Dispatcher([LogNotifier(log)], options))
 
     first = start()
     first.evaluate_range(0, 90_000, STEP)  # pending since 60 s
     assert [a.state for a in first.alerts()] == [AlertState.PENDING]
     first.evaluate_range(105_000, 180_000, STEP)  # fired at 120 s, notified at 150 s
     assert len(log.read_text().splitlines()) == 1
-    first.store.close()  # type: ignore[union-attr]
 
     second = start()  # a new process: same database
     (kept,) = second.alerts()
@@ -84,11 +84,11 @@ def test_state_survives_a_restart_over_the_same_database(tmp_path: Path):
     assert second.store.deliveries()[0].outcome == "sent"  # type: ignore[union-attr]
 
 
-def test_a_pending_alert_resumes_its_for_after_a_restart(tmp_path: Path):
+def test_a_pending_alert_resumes_its_for_after_a_restart(tmp_path: Path, open_part):
     url = sqlite_url(tmp_path / "metadata.db")
     source = series(60_000, 600_000)
-    RuleEngine([DOWN], source, AlertStore(url)).evaluate_range(60_000, 90_000, STEP)
-    second = RuleEngine([DOWN], source, AlertStore(url))
+    RuleEngine([DOWN], source, open_part(AlertStore, url)).evaluate_range(60_000, 90_000, STEP)
+    second = RuleEngine([DOWN], source, open_part(AlertStore, url))
     assert second.evaluate(105_000) == []
     assert [a.state.value for a in second.evaluate(120_000)] == ["firing"]  # 60 s after 60 s
 
@@ -117,9 +117,9 @@ def test_a_scalar_result_is_one_alert_without_labels_and_disabled_rules_do_not_r
     assert [a.value for a in scalar.evaluate(0)] == [1.0]
 
 
-def test_silenced_alerts_are_stored_but_not_notified(tmp_path: Path):
+def test_silenced_alerts_are_stored_but_not_notified(tmp_path: Path, open_part):
     url, log = sqlite_url(tmp_path / "metadata.db"), tmp_path / "alerts.log"
-    store = AlertStore(url)
+    store = open_part(AlertStore, url)
     store.add_silence(["alertname=InferenceServiceDown"], 0, 10_000_000, "ops", "maintenance")
     options = GroupingOptions(("alertname",), 30_000, 300_000, 3_600_000)
     engine = RuleEngine([DOWN], series(0, 600_000), store, Dispatcher([LogNotifier(log)], options))

@@ -7,11 +7,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from perfml.registry.db import sqlite_url
 
+from fixtures.metadata import opened
 from perfml.alerting.alerts import Alert, AlertState
 from perfml.alerting.notify import Delivery
 from perfml.alerting.store import AlertStore, SilenceNotFoundError
+from perfml.metadata import sqlite_url
 
 
 def alert(state: AlertState, at: int, value: float = 1.0) -> Alert:
@@ -24,16 +25,15 @@ def url(tmp_path: Path) -> str:
     return sqlite_url(tmp_path / "metadata.db")
 
 
-def test_evaluations_record_history_with_the_state_left_and_survive_reopening(url):
-    store = AlertStore(url)
+def test_evaluations_record_history_with_the_state_left_and_survive_reopening(url, open_part):
+    store = open_part(AlertStore, url)
     pending = alert(AlertState.PENDING, 0)
     store.save_evaluation([pending], [pending])
     firing = pending.with_state(AlertState.FIRING, 60_000)
     store.save_evaluation([firing], [firing])
     resolved = firing.with_state(AlertState.RESOLVED, 90_000)
     store.save_evaluation([resolved], [resolved])
-    store.close()
-    reopened = AlertStore(url)
+    reopened = open_part(AlertStore, url)  # as another process
     assert [(e.from_state, e.to_state, e.at_ms) for e in reopened.history()] == [
         (None, "pending", 0), ("pending", "firing", 60_000), ("firing", "resolved", 90_000),
     ]  # fmt: skip
@@ -44,8 +44,8 @@ def test_evaluations_record_history_with_the_state_left_and_survive_reopening(ur
     assert reopened.history(rule="Other") == []
 
 
-def test_non_finite_values_round_trip(url):
-    store = AlertStore(url)
+def test_non_finite_values_round_trip(url, open_part):
+    store = open_part(AlertStore, url)
     values = [math.inf, -math.inf, 0.1]
     for v in values:
         store.save_evaluation([], [alert(AlertState.FIRING, 0, v)])
@@ -54,8 +54,8 @@ def test_non_finite_values_round_trip(url):
     assert math.isnan(store.current_alerts(AlertState.FIRING)[0].value)
 
 
-def test_silences_are_listed_active_and_expired(url):
-    store = AlertStore(url)
+def test_silences_are_listed_active_and_expired(url, open_part):
+    store = open_part(AlertStore, url)
     one = store.add_silence(["alertname=Down", 'job=~"serv.*"'], 0, 7_200_000, "ana", "deploy")
     store.add_silence(["team=perf"], 10_000_000, 20_000_000)
     assert [s.id for s in store.silences(at_ms=1_000)] == [one.id]
@@ -69,8 +69,8 @@ def test_silences_are_listed_active_and_expired(url):
         store.expire_silence("nope", 0)
 
 
-def test_deliveries_and_the_notification_log(url):
-    store = AlertStore(url)
+def test_deliveries_and_the_notification_log(url, open_part):
+    store = open_part(AlertStore, url)
     sent = Delivery(1, "webhook", "http://x", "{}:{}", "firing", ("ab",), "sent")
     failed = Delivery(2, "smtp", "a@b", "{}:{}", "firing", ("ab",), "failed", "refused", 3)
     store.record_deliveries([sent, failed])
@@ -81,16 +81,15 @@ def test_deliveries_and_the_notification_log(url):
     assert store.notify_log() == entries
 
 
-def test_concurrent_writers_do_not_lose_rows(url):
-    AlertStore(url).close()
+def test_concurrent_writers_do_not_lose_rows(url, open_part):
+    open_part(AlertStore, url)  # the tables exist
     errors: list[BaseException] = []
 
     def write(n: int) -> None:
         try:
-            store = AlertStore(url)
-            for i in range(10):
-                store.add_silence([f"n={n}"], i, i + 1_000)
-            store.close()
+            with opened(AlertStore, url) as store:  # each thread as a process
+                for i in range(10):
+                    store.add_silence([f"n={n}"], i, i + 1_000)
         except BaseException as exc:
             errors.append(exc)
 
@@ -100,4 +99,4 @@ def test_concurrent_writers_do_not_lose_rows(url):
     for t in threads:
         t.join()
     assert errors == []
-    assert len(AlertStore(url).silences()) == 40
+    assert len(open_part(AlertStore, url).silences()) == 40

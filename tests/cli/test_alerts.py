@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import typer
-from perfml.registry.db import sqlite_url
 from typer.testing import CliRunner
 
 from perfml.alerting.alerts import Alert, AlertState
 from perfml.alerting.store import AlertStore
 from perfml.cli import alerts
 from perfml.cli.state import CliState
+from perfml.metadata import MetadataDatabase, sqlite_url
 
 root = typer.Typer()
 root.add_typer(alerts.app, name="alerts")
@@ -33,14 +33,15 @@ def run(workspace: Path, *args: str) -> tuple[int, str]:
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     now = round(time.time() * 1000)
-    store = AlertStore(sqlite_url(tmp_path / "metadata.db"))
+    database = MetadataDatabase(sqlite_url(tmp_path / "metadata.db"))
+    store = AlertStore(database)
     pending = Alert("JobPendingTooLong", {"alertname": "JobPendingTooLong", "pod": "p1"},
                     {"summary": "p1 pending"}, AlertState.PENDING, now - 60_000,
                     last_evaluated_ms=now - 60_000, value=1.0)  # fmt: skip
     firing = pending.with_state(AlertState.FIRING, now)
     store.save_evaluation([pending], [pending])
     store.save_evaluation([firing], [firing])
-    store.close()
+    database.close()
     return tmp_path
 
 

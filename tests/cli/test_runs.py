@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from perfml.registry.db import sqlite_url
 
 from perfml.cli.app import main
 from perfml.featurestore import FeatureStore
+from perfml.metadata import sqlite_url
 from perfml.pipelines.history import RunHistory
 from perfml.pipelines.states import JobRecord, JobState, RunRecord
 from perfml.sources.fleet import generate_fleet, write_fleet
@@ -124,8 +124,10 @@ def test_runs_logs_prints_the_jobs_log(trained, workspace, capsys):
     assert "no step 'nope'" in err
 
 
-def test_runs_cancel_asks_the_runner_and_refuses_finished_runs(trained, workspace, capsys):
-    history = RunHistory(sqlite_url(workspace / "metadata.db"))
+def test_runs_cancel_asks_the_runner_and_refuses_finished_runs(
+    trained, workspace, capsys, open_part
+):
+    history = open_part(RunHistory, sqlite_url(workspace / "metadata.db"))
     now = time.time()
     job = JobRecord.new("live-run", "train", "train", at=now)
     history.start_run(
@@ -136,7 +138,6 @@ def test_runs_cancel_asks_the_runner_and_refuses_finished_runs(trained, workspac
     assert code == 0, err
     assert "cancel requested" in out
     assert history.heartbeat("live-run") is True  # what the runner sees on its next beat
-    history.close()
     done = trained["run"]["run_id"]
     code, _, err = run(capsys, "-w", str(workspace), "runs", "cancel", done)
     assert code == 2

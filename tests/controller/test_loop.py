@@ -18,29 +18,27 @@ from typing import Any
 
 import numpy as np
 import pytest
-from perfml.registry.setup import open_registry
 
 from perfml.config import ControllerSettings, RegistrySettings, Settings
 from perfml.controller import (
     Action,
     Controller,
     ControllerCollector,
-    DecisionLog,
     Policy,
-    Retrained,
     latest_complete_window,
-    pipeline_trainer,
 )
 from perfml.detectors import Detector, create, register
 from perfml.detectors.frames import Floats, Millis
 from perfml.evaluation.labelled_window import GateDataError, LabelledWindowEvaluator
 from perfml.featurestore import FeatureStore
+from perfml.pipelines.outcomes import GateVerdict, TrainingOutcome
 from perfml.pipelines.training import split_instant
-from perfml.registry import MetricThreshold, ModelRegistry, PromotionRefusedError
+from perfml.registry import MetricThreshold, PromotionRefusedError
 from perfml.registry.detector_versions import register_detector
 from perfml.registry.records import ModelVersion
 from perfml.sources.fleet import generate_fleet, write_fleet
 from perfml.sources.ingestion import ingest_corpus
+from perfml.workspace import Workspace
 
 METRIC = "request_latency_ms"
 MODEL = "latency"
@@ -83,7 +81,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
 
 
 @pytest.fixture
-def workspace(fleet: Fleet, tmp_path: Path) -> Settings:
+def workspace(fleet: Fleet, tmp_path: Path) -> Iterator[Workspace]:
     """A fresh registry (production v1 trained on January) over the module's store."""
     settings = Settings(
         workspace=tmp_path,
@@ -91,23 +89,23 @@ def workspace(fleet: Fleet, tmp_path: Path) -> Settings:
         registry=RegistrySettings(),
         controller=ControllerSettings(models=(MODEL,)),
     )
-    registry = open_registry(settings, background_delivery=False)
-    try:
-        trainer = InProcessTrainer(registry, FeatureStore(settings.store_path), settings)
+    with Workspace(settings) as opened:
+        trainer = InProcessTrainer(opened)
         first = trainer.fit_and_register(
             "streaming", {}, datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC)
         )
-        registry.promote(MODEL, first.version, "production", force=True, reason="first")
-    finally:
-        registry.close()
-    return settings
+        trainer.registry.promote(MODEL, first.version, "production", force=True, reason="first")
+        yield opened
 
 
 class InProcessTrainer:
-    """What the pipeline's train, evaluate and register steps do, in this process."""
+    """What the pipeline's train, evaluate and register steps do, in this process, on the
+    workspace's parts."""
 
-    def __init__(self, registry: ModelRegistry, store: FeatureStore, settings: Settings) -> None:
-        self.registry, self.store, self.settings = registry, store, settings
+    def __init__(self, workspace: Workspace) -> None:
+        self.registry = workspace.registry("controller", background_delivery=False)
+        self.store = workspace.store()
+        self.thresholds: list[MetricThreshold] = workspace.gate_thresholds()
         self.kind: str | None = None
         self.calls: list[tuple[datetime, datetime]] = []
 
@@ -123,34 +121,37 @@ class InProcessTrainer:
 
     def __call__(
         self, production: ModelVersion, start: datetime, end: datetime, policy: Policy
-    ) -> Retrained:
+    ) -> TrainingOutcome:
         self.calls.append((start, end))
         split = split_instant(start.isoformat(), end.isoformat(), policy.holdout)
         kind = self.kind or production.detector
         version = self.fit_and_register(
             kind, production.params if not self.kind else {}, start, split
         )
-        thresholds = [MetricThreshold(**t.model_dump()) for t in self.settings.registry.gate]
         evaluator = LabelledWindowEvaluator(self.registry, self.store, split, end)
+        outcome = TrainingOutcome(run_id="in-process", model=MODEL, version=version.version)
         try:
-            self.registry.promote(
-                MODEL, version.version, policy.alias, thresholds=thresholds, evaluator=evaluator
+            done = self.registry.promote(
+                MODEL, version.version, policy.alias, thresholds=self.thresholds,
+                evaluator=evaluator,
+            )  # fmt: skip
+        except PromotionRefusedError as refused:
+            return outcome.model_copy(update={"gate": GateVerdict.of(refused.gate, str(refused))})
+        except GateDataError as missing:
+            return outcome.model_copy(
+                update={"gate": GateVerdict(passed=False, reason=str(missing))}
             )
-        except (PromotionRefusedError, GateDataError) as refused:
-            return Retrained("in-process", version.ref, False, str(refused))
-        return Retrained("in-process", version.ref, True, "passed")
+        return outcome.model_copy(
+            update={"promoted": policy.alias, "gate": GateVerdict.of(done.gate)}
+        )
 
 
 @pytest.fixture
-def controller(workspace: Settings) -> Iterator[tuple[Controller, InProcessTrainer]]:
-    registry = open_registry(workspace, background_delivery=False)
-    store = FeatureStore(workspace.store_path)
-    decisions = DecisionLog(workspace.registry_url)
-    trainer = InProcessTrainer(registry, store, workspace)
-    policy = replace(Policy.from_settings(workspace), quality=False)  # see test_quality_...
-    yield Controller(registry, store, decisions, trainer, [MODEL], policy), trainer
-    decisions.close()
-    registry.close()
+def controller(workspace: Workspace) -> tuple[Controller, InProcessTrainer]:
+    trainer = InProcessTrainer(workspace)
+    loop = workspace.controller(trainer)
+    loop.policy = replace(loop.policy, quality=False)  # see test_quality_...
+    return loop, trainer
 
 
 MARCH_END = datetime(2024, 4, 1, tzinfo=UTC)  # March, the month of the change, is complete
@@ -194,7 +195,8 @@ def test_drift_retrains_and_promotes_a_better_candidate(
     assert decision.action is Action.PROMOTED, decision.reasons
     assert decision.candidate is not None
     assert production(loop) == decision.candidate != before
-    assert decision.figures["gate"] == "passed"
+    assert decision.figures["gate"]["passed"] is True
+    assert decision.figures["gate"]["baseline"] is not None  # both scored on the same window
 
 
 def test_drift_with_a_worse_candidate_keeps_production(
@@ -209,7 +211,8 @@ def test_drift_with_a_worse_candidate_keeps_production(
     assert decision.candidate is not None
     assert decision.candidate != before
     assert production(loop) == before
-    assert decision.figures["gate"]
+    assert decision.figures["gate"]["passed"] is False
+    assert decision.figures["gate"]["failures"]
 
 
 def test_a_second_check_of_the_same_window_does_nothing(
@@ -230,7 +233,7 @@ def test_a_failed_retrain_leaves_production_serving(
     loop, _ = controller
     before = production(loop)
 
-    def broken(*_: Any) -> Retrained:
+    def broken(*_: Any) -> TrainingOutcome:
         raise RuntimeError("the training run was killed")
 
     loop.trainer = broken
@@ -241,30 +244,22 @@ def test_a_failed_retrain_leaves_production_serving(
     assert loop.registry.history(MODEL, "production")[-1].reason == "first"
 
 
-def test_cooldown_and_budget_hold_back_retrains(workspace: Settings) -> None:
-    registry = open_registry(workspace, background_delivery=False)
-    store = FeatureStore(workspace.store_path)
-    decisions = DecisionLog(workspace.registry_url)
-    trainer = InProcessTrainer(registry, store, workspace)
+def test_cooldown_and_budget_hold_back_retrains(workspace: Workspace) -> None:
+    trainer = InProcessTrainer(workspace)
     trainer.kind = Silent.name
-    try:
-        weekly = Policy(every="7d", cooldown=Policy().cooldown * 2, max_retrains=1, quality=False)
-        loop = Controller(registry, store, decisions, trainer, [MODEL], weekly)
-        first = loop.check(MODEL, datetime(2024, 3, 22, tzinfo=UTC))
-        assert first.action is Action.KEPT
-        second = loop.check(MODEL, datetime(2024, 3, 29, tzinfo=UTC))
-        assert second.action is Action.COOLDOWN, second.reasons
-        loop.policy = Policy(
-            every="7d", cooldown=Policy().cooldown * 0, max_retrains=1, quality=False
-        )
-        third = loop.check(MODEL, datetime(2024, 4, 1, tzinfo=UTC))
-        assert third.action is Action.BUDGET_EXHAUSTED, third.reasons
-        assert len(trainer.calls) == 1
-        counts = decisions.counts()
-        assert counts == {"kept": 1, "cooldown": 1, "budget_exhausted": 1}
-    finally:
-        decisions.close()
-        registry.close()
+    decisions = workspace.decisions()
+    weekly = Policy(every="7d", cooldown=Policy().cooldown * 2, max_retrains=1, quality=False)
+    loop = Controller(trainer.registry, trainer.store, decisions, trainer, [MODEL], weekly)
+    first = loop.check(MODEL, datetime(2024, 3, 22, tzinfo=UTC))
+    assert first.action is Action.KEPT
+    second = loop.check(MODEL, datetime(2024, 3, 29, tzinfo=UTC))
+    assert second.action is Action.COOLDOWN, second.reasons
+    loop.policy = Policy(every="7d", cooldown=Policy().cooldown * 0, max_retrains=1, quality=False)
+    third = loop.check(MODEL, datetime(2024, 4, 1, tzinfo=UTC))
+    assert third.action is Action.BUDGET_EXHAUSTED, third.reasons
+    assert len(trainer.calls) == 1
+    counts = decisions.counts()
+    assert counts == {"kept": 1, "cooldown": 1, "budget_exhausted": 1}
 
 
 def test_too_few_points_is_not_judged(controller: tuple[Controller, InProcessTrainer]) -> None:
@@ -313,27 +308,19 @@ def test_promtool_finds_no_problem_in_the_controller_metrics(
     assert checked.returncode == 0, checked.stderr
 
 
-def test_the_training_pipeline_retrains_on_drift(workspace: Settings) -> None:
+def test_the_training_pipeline_retrains_on_drift(workspace: Workspace) -> None:
     """The real thing once: the local runner runs the pipeline; the gate decides."""
-    registry = open_registry(workspace, background_delivery=False)
-    store = FeatureStore(workspace.store_path)
-    decisions = DecisionLog(workspace.registry_url)
-    try:
-        before = registry.get(f"{MODEL}@production").ref
-        loop = Controller(
-            registry, store, decisions, pipeline_trainer(workspace), [MODEL],
-            replace(Policy.from_settings(workspace), quality=False),
-        )  # fmt: skip
-        (decision,) = loop.run_once(MARCH_END)
-        assert decision.action in (Action.PROMOTED, Action.KEPT), decision.reasons
-        assert decision.run_id is not None
-        assert decision.run_id.startswith("training-")
-        now = registry.get(f"{MODEL}@production").ref
-        assert (now == decision.candidate) is (decision.action is Action.PROMOTED)
-        assert (now == before) is (decision.action is Action.KEPT)
-    finally:
-        decisions.close()
-        registry.close()
+    registry = workspace.registry(background_delivery=False)
+    before = registry.get(f"{MODEL}@production").ref
+    loop = workspace.controller()  # the workspace's trainer: the training pipeline
+    loop.policy = replace(loop.policy, quality=False)
+    (decision,) = loop.run_once(MARCH_END)
+    assert decision.action in (Action.PROMOTED, Action.KEPT), decision.reasons
+    assert decision.run_id is not None
+    assert decision.run_id.startswith("training-")
+    now = registry.get(f"{MODEL}@production").ref
+    assert (now == decision.candidate) is (decision.action is Action.PROMOTED)
+    assert (now == before) is (decision.action is Action.KEPT)
 
 
 def test_quality_is_judged_on_the_labels_after_each_check(

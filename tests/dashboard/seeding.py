@@ -14,6 +14,7 @@ import numpy as np
 from perfml.alerting.alerts import AlertTracker
 from perfml.alerting.store import AlertStore
 from perfml.dashboard.data import DashboardSources
+from perfml.metadata import MetadataDatabase
 from perfml.pipelines.history import RunHistory
 from perfml.pipelines.states import JobRecord, JobState, Reason, RunRecord
 from perfml.promql.series import MemorySeries, Sample
@@ -47,10 +48,10 @@ def _job(run_id: str, task: str, at: float, states: Sequence[tuple[JobState, flo
     return job
 
 
-def seed_history(url: str, now_s: float) -> RunHistory:
+def seed_history(database: MetadataDatabase, now_s: float) -> RunHistory:
     """Two runs of the training pipeline in the last hour: the first succeeded, the second
     failed at its train step."""
-    history = RunHistory(url)
+    history = RunHistory(database)
     t0 = now_s - 50 * 60
     ok = RunRecord("train-r1", "train", JobState.SUCCEEDED, created_at=t0, finished_at=t0 + 900)
     for job in (
@@ -96,10 +97,10 @@ def seed_history(url: str, now_s: float) -> RunHistory:
     return history
 
 
-def seed_registry(url: str, root: Path) -> ModelRegistry:
+def seed_registry(database: MetadataDatabase, root: Path) -> ModelRegistry:
     """Model ``cpu-anomaly`` with versions 1 and 2; production moved from 1 to 2."""
     registry = ModelRegistry(
-        url,
+        database,
         FilesystemArtifactStore(root / "artifacts"),
         actor="tester",
         cache_dir=root / "cache",
@@ -196,9 +197,9 @@ def _seed_latency(store: MemorySeries, ts: np.ndarray, rng: np.random.Generator)
         )
 
 
-def seed_alerts(url: str, now_ms: int) -> AlertStore:
+def seed_alerts(database: MetadataDatabase, now_ms: int) -> AlertStore:
     """A job failure that fired and resolved, and a latency alert pending then firing now."""
-    store = AlertStore(url)
+    store = AlertStore(database)
     tracker = AlertTracker()
     failed = Rule("JobFailed", annotations={"summary": "job {{ $labels.job_name }} failed"})
     slow = Rule("HighInferenceLatency", for_=120.0, annotations={"summary": "p99 is slow"})
@@ -218,19 +219,17 @@ def seed_alerts(url: str, now_ms: int) -> AlertStore:
 
 def seeded_sources(root: Path, now_ms: int) -> DashboardSources:
     """Every source of the dashboard, with data for every panel."""
-    url = f"sqlite:///{root}/metadata.db"
+    database = MetadataDatabase(f"sqlite:///{root}/metadata.db")
     return DashboardSources(
         series=seed_series(now_ms),
-        history=seed_history(url, now_ms / 1000),
-        registry=seed_registry(url, root),
-        alerts=seed_alerts(url, now_ms),
+        history=seed_history(database, now_ms / 1000),
+        registry=seed_registry(database, root),
+        alerts=seed_alerts(database, now_ms),
     )
 
 
 def close(sources: DashboardSources) -> None:
-    if sources.history is not None:
-        sources.history.close()
-    if sources.registry is not None:
-        sources.registry.close()
-    if sources.alerts is not None:
-        sources.alerts.close()
+    """Close the metadata database the sources' parts share."""
+    for part in (sources.history, sources.registry, sources.alerts):
+        if part is not None:
+            part.database.close()

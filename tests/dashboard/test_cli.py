@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import typer
-from perfml.dashboard.setup import close_sources, open_sources
 from typer.testing import CliRunner
 
 from perfml.cli.dashboard import export_grafana_command
 from perfml.config import Settings
 from perfml.dashboard.data import TimeRange, page_data
 from perfml.dashboard.panels import default_dashboard
+from perfml.workspace import Workspace
 
 
 def test_export_grafana_writes_one_dashboard_per_page(tmp_path: Path) -> None:
@@ -31,12 +31,10 @@ def test_export_grafana_writes_one_dashboard_per_page(tmp_path: Path) -> None:
 
 
 def test_a_new_workspace_opens_and_shows_no_data_yet(tmp_path: Path) -> None:
-    sources = open_sources(Settings(workspace=tmp_path / "ws"))
-    try:
+    with Workspace(Settings(workspace=tmp_path / "ws")) as workspace:
+        sources = workspace.dashboard_sources()
         for page in default_dashboard().pages:
             answer = page_data(page, sources, TimeRange.last(page.default_range))
             for panel in answer["panels"]:
                 assert panel["error"] is None, panel
                 assert panel["empty"], panel
-    finally:
-        close_sources(sources)

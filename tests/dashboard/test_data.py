@@ -167,12 +167,12 @@ def test_one_bad_query_does_not_blank_the_page(sources: DashboardSources) -> Non
 
 
 def test_empty_sources_give_messages_not_errors(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/empty.db"
+    database = seeding.MetadataDatabase(f"sqlite:///{tmp_path}/empty.db")
     empty = DashboardSources(
         series=MemorySeries(),
-        history=seeding.RunHistory(url),
-        registry=seeding.ModelRegistry(url, seeding.FilesystemArtifactStore(tmp_path / "a")),
-        alerts=seeding.AlertStore(url),
+        history=seeding.RunHistory(database),
+        registry=seeding.ModelRegistry(database, seeding.FilesystemArtifactStore(tmp_path / "a")),
+        alerts=seeding.AlertStore(database),
     )
     try:
         for slug in default_dashboard().slugs:

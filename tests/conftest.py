@@ -1,0 +1,3 @@
+from fixtures.metadata import open_part
+
+__all__ = ["open_part"]
