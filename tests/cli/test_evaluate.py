@@ -151,9 +151,9 @@ def test_a_fleet_is_evaluated_per_series_or_per_host(capsys, tmp_path, fleet_dir
     ("args", "message"),
     [
         (["nab", "--corpus", "/no/such/corpus"], "Invalid value for '--corpus'"),
-        (["nab", "--corpus", str(NAB), "--detector", "nope"], "detector 'nope' is not one of"),
-        (["nab", "--corpus", str(NAB), "--param", "window"], "'window' is not key=value"),
-        (["nab", "--corpus", str(NAB), "--param", "=3"], "'=3' is not key=value"),
+        (["nab", "--corpus", str(NAB), "--detector", "nope"], "unknown detector 'nope' (known: "),
+        (["nab", "--corpus", str(NAB), "--param", "window"], "'window' is not KEY=VALUE"),
+        (["nab", "--corpus", str(NAB), "--param", "=3"], "'=3' is not KEY=VALUE"),
         (
             ["nab", "--corpus", str(NAB), "--detector", RollingZScore.name, "--param", "w=3"],
             "unknown parameter w",
@@ -171,7 +171,7 @@ def test_a_fleet_is_evaluated_per_series_or_per_host(capsys, tmp_path, fleet_dir
             "several detectors (null, numenta): name one",
         ),
         (["fleet", "--data", "/no/such/fleet"], "Invalid value for '--data'"),
-        (["fleet", "--data", str(NAB), "--detector", "nope"], "detector 'nope' is not one of"),
+        (["fleet", "--data", str(NAB), "--detector", "nope"], "unknown detector 'nope' (known: "),
     ],
 )
 def test_mistakes_exit_2_with_one_line(capsys, args, message):

@@ -27,18 +27,12 @@ from perfml.config import (
 )
 from perfml.featurestore import FeatureStore
 from perfml.pipelines import Pipeline, Task
-from perfml.pipelines.dsl import Resources
-from perfml.pipelines.history import RunHistory
 from perfml.pipelines.metrics_server import MetricsServer
-from perfml.pipelines.runner import LocalRunner
 from perfml.promql.series import Matcher, Series
 from perfml.recording.recorder import MetricsStore
 from perfml.recording.scrape import RegistryTarget, ScrapeTarget
-from perfml.recording.service import (
-    MonitoringService,
-    ServiceClosedError,
-    default_targets,
-)
+from perfml.recording.service import MonitoringService, ServiceClosedError
+from perfml.workspace import Workspace
 from pipelines import steps
 
 T0 = 1_800_000_000.0
@@ -77,15 +71,9 @@ def make_settings(
 def fail_a_job(settings: Settings, run_id: str = "nightly-r1") -> None:
     """Run, for real, a pipeline whose one task exits with an error, into the workspace's
     run history."""
-    history = RunHistory(settings.registry_url)
-    try:
-        with LocalRunner(
-            history, settings.workspace / "runs", Resources(cpu=2, memory="2Gi"), environ={}
-        ) as runner:
-            pipeline = Pipeline("nightly", [Task("train", steps.crash, {"message": "bad token"})])
-            run = runner.run(pipeline, run_id=run_id)
-    finally:
-        history.close()
+    with Workspace(settings) as workspace, workspace.runner(environ={}) as runner:
+        pipeline = Pipeline("nightly", [Task("train", steps.crash, {"message": "bad token"})])
+        run = runner.run(pipeline, run_id=run_id)
     assert run.jobs["train"].state.value == "Failed"
 
 
@@ -102,6 +90,25 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"waited {timeout} s for {what}; last: {found!r}")
         time.sleep(0.05)
+
+
+OpenService = Callable[..., MonitoringService]
+
+
+@pytest.fixture
+def monitoring() -> Iterator[OpenService]:
+    """``monitoring(settings, **options)``: the monitoring service of a workspace of its own
+    (as a process of its own would build it); the workspaces are closed after the test."""
+    workspaces: list[Workspace] = []
+
+    def open_service(settings: Settings, **options: Any) -> MonitoringService:
+        workspace = Workspace(settings)
+        workspaces.append(workspace)
+        return workspace.monitoring(**options)
+
+    yield open_service
+    for workspace in workspaces:
+        workspace.close()
 
 
 @pytest.fixture
@@ -146,12 +153,12 @@ def guarded_endpoint() -> Iterator[int]:
 
 
 def test_a_failing_job_fires_job_failed_through_the_running_service(
-    tmp_path: Path, serving_endpoint: MetricsServer
+    tmp_path: Path, serving_endpoint: MetricsServer, monitoring: OpenService
 ) -> None:
     settings = make_settings(tmp_path / "ws", serving_endpoint.port, "200ms")
     fail_a_job(settings)
     seen: list[Alert] = []
-    with MonitoringService(settings, on_transition=seen.append) as service:
+    with monitoring(settings, on_transition=seen.append) as service:
         firing = wait_for(
             lambda: rules_firing(service.alerts()).get("JobFailed"), 10, "JobFailed to fire"
         )
@@ -176,11 +183,11 @@ def test_a_failing_job_fires_job_failed_through_the_running_service(
 
 
 def test_stop_flushes_what_was_recorded_to_the_feature_store(
-    tmp_path: Path, serving_endpoint: MetricsServer
+    tmp_path: Path, serving_endpoint: MetricsServer, monitoring: OpenService
 ) -> None:
     settings = make_settings(tmp_path / "ws", serving_endpoint.port, flush_interval="5m")
     clock = Clock()
-    service = MonitoringService(settings, clock=clock)
+    service = monitoring(settings, clock=clock)
     service.scrape_now()
     clock.now += 15
     service.scrape_now()
@@ -197,12 +204,14 @@ def test_stop_flushes_what_was_recorded_to_the_feature_store(
         service.start()
 
 
-def test_a_restart_keeps_the_alerts_and_their_for_clocks(tmp_path: Path) -> None:
+def test_a_restart_keeps_the_alerts_and_their_for_clocks(
+    tmp_path: Path, monitoring: OpenService
+) -> None:
     nothing_listens = free_port()
     settings = make_settings(tmp_path / "ws", nothing_listens)
     fail_a_job(settings)
     clock = Clock()
-    first = MonitoringService(settings, clock=clock)
+    first = monitoring(settings, clock=clock)
     first.scrape_now()
     first.evaluate_now()
     before = {a.rule: a for a in first.alerts()}
@@ -211,7 +220,7 @@ def test_a_restart_keeps_the_alerts_and_their_for_clocks(tmp_path: Path) -> None
     first.stop()
 
     clock.now += 61
-    second = MonitoringService(settings, clock=clock)
+    second = monitoring(settings, clock=clock)
     try:
         assert {a.rule: a for a in second.alerts()} == before  # restored, before evaluating
         second.scrape_now()
@@ -226,14 +235,14 @@ def test_a_restart_keeps_the_alerts_and_their_for_clocks(tmp_path: Path) -> None
 
 
 def test_one_failing_target_does_not_stop_the_others_nor_the_loops(
-    tmp_path: Path, serving_endpoint: MetricsServer
+    tmp_path: Path, serving_endpoint: MetricsServer, monitoring: OpenService
 ) -> None:
     class Broken(Collector):
         def collect(self) -> Iterator[Any]:
             raise RuntimeError("the database is locked")
 
     settings = make_settings(tmp_path / "ws", serving_endpoint.port, "100ms")
-    with MonitoringService(settings, extra_registries=[Broken()]) as service:
+    with monitoring(settings, extra_registries=[Broken()]) as service:
 
         def rounds() -> dict[str, Series] | None:
             up = service.metrics.select([Matcher("__name__", "=", "up")], 0, END_MS)
@@ -250,7 +259,7 @@ def test_one_failing_target_does_not_stop_the_others_nor_the_loops(
 
 
 def test_default_targets_follow_the_settings(
-    tmp_path: Path, guarded_endpoint: int, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, guarded_endpoint: int, monkeypatch: pytest.MonkeyPatch, monitoring: OpenService
 ) -> None:
     monkeypatch.setenv("PERFML_SERVING_TOKEN", "s3cret")
     settings = Settings(
@@ -265,7 +274,8 @@ def test_default_targets_follow_the_settings(
             ),
         ),
     )
-    serving, jobs, node = default_targets(settings)
+    with Workspace(settings) as workspace:
+        serving, jobs, node = workspace.monitoring_targets()
     assert isinstance(serving, ScrapeTarget)
     assert isinstance(jobs, ScrapeTarget)  # jobs_metrics is set: scraped over HTTP
     assert isinstance(node, ScrapeTarget)
@@ -275,15 +285,16 @@ def test_default_targets_follow_the_settings(
     assert (jobs.job, jobs.url) == ("perfml-jobs", "http://127.0.0.1:9999/metrics")
     assert (node.job, dict(node.labels)) == ("node", {"team": "perf"})
 
-    service = MonitoringService(settings, targets=[serving])
+    service = monitoring(settings, targets=[serving])
     try:
         (result,) = service.scrape_now()  # the token is sent: the guarded endpoint answers
     finally:
         service.stop()
     assert (result.up, result.error) == (True, None)
     monkeypatch.delenv("PERFML_SERVING_TOKEN")
-    (unauthorized, *_) = default_targets(settings)
-    service = MonitoringService(settings, targets=[unauthorized])
+    with Workspace(settings) as workspace:
+        (unauthorized, *_) = workspace.monitoring_targets()
+    service = monitoring(settings, targets=[unauthorized])
     try:
         (result,) = service.scrape_now()
     finally:
@@ -291,7 +302,9 @@ def test_default_targets_follow_the_settings(
     assert (result.up, "401" in (result.error or "")) == (False, True)
 
 
-def test_extra_registries_are_read_in_process_as_job_perfml(tmp_path: Path) -> None:
+def test_extra_registries_are_read_in_process_as_job_perfml(
+    tmp_path: Path, monitoring: OpenService
+) -> None:
     registry = CollectorRegistry()
     Gauge("perfml_feature_drift", "Drift.", ["feature", "method"], registry=registry).labels(
         "cpu", "kl"
@@ -302,7 +315,7 @@ def test_extra_registries_are_read_in_process_as_job_perfml(tmp_path: Path) -> N
             rules=(AlertRuleSettings(name="InferenceServiceDown", enabled=False),)
         ),
     )
-    service = MonitoringService(settings, targets=[], extra_registries=[registry])
+    service = monitoring(settings, targets=[], extra_registries=[registry])
     try:
         assert [type(t) for t in service.targets] == [RegistryTarget]
         service.scrape_now()

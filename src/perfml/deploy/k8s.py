@@ -94,12 +94,18 @@ def settings_yaml(settings: Settings) -> str:
 
 @functools.lru_cache(maxsize=8)
 def kubeflow_spec(image: str) -> str:
-    """The training pipeline's Kubeflow Pipelines v2 spec (IR YAML) on ``image``."""
+    """The training pipeline's Kubeflow Pipelines v2 spec (IR YAML) on ``image``; its steps
+    open the store and the registry of the ``perfml.yaml`` at the path the workloads mount it
+    (``perfml_parts`` changes that per run, e.g. to settings given inline)."""
+    from perfml.deploy.workloads import CONFIG_DIR, CONFIG_FILE
     from perfml.pipelines.kubeflow import compile_kubeflow
     from perfml.pipelines.training import build_training_pipeline
+    from perfml.workspace import cluster_parts
 
+    parts = cluster_parts(f"{CONFIG_DIR}/{CONFIG_FILE}")
     with tempfile.TemporaryDirectory(prefix="perfml-kfp-") as scratch:
-        path = compile_kubeflow(build_training_pipeline(), Path(scratch) / PIPELINE_FILE, image)
+        where = Path(scratch) / PIPELINE_FILE
+        path = compile_kubeflow(build_training_pipeline(), where, image, parts)
         return path.read_text(encoding="utf-8")
 
 
