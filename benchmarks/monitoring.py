@@ -283,12 +283,11 @@ def evaluation(scratch: Path, pods: int, days: int, repeats: int) -> dict[str, A
 
 
 def job_history(scratch: Path, runs: int, tasks: int) -> Any:
-    from perfml.registry.db import sqlite_url
-
+    from perfml.metadata import MetadataDatabase, sqlite_url
     from perfml.pipelines.history import RunHistory
     from perfml.pipelines.states import JobRecord, JobState, Reason, ResourceUsage, RunRecord
 
-    history = RunHistory(sqlite_url(scratch / "runs.db"))
+    history = RunHistory(MetadataDatabase(sqlite_url(scratch / "runs.db")))
     t0 = time.time() - 86_400
     for r in range(runs):
         run_id = f"train-{r:04d}"
@@ -349,7 +348,7 @@ def scraping(scratch: Path, runs: int, tasks: int, repeats: int) -> dict[str, An
     registry.register(PlainGauges(samples))
     with MetricsServer(registry) as plain:
         floor_ms, floor_size = get_ms(plain.url, repeats)
-    history.close()
+    history.database.close()
     return {
         "jobs": runs * tasks,
         "samples": samples,

@@ -111,14 +111,14 @@ def kfp_python() -> tuple[Path, bool]:
 
 def perfml_overhead(scratch: Path, runs: int) -> float:
     """Median seconds per step of the two-step no-op pipeline on the local runner."""
-    from perfml.registry.db import sqlite_url
-
+    from perfml.metadata import MetadataDatabase, sqlite_url
     from perfml.pipelines import Pipeline, Ref, Resources, Task
     from perfml.pipelines.history import RunHistory
     from perfml.pipelines.runner import LocalRunner
 
     steps = importlib.import_module("bench_steps")
-    history = RunHistory(sqlite_url(scratch / "overhead.db"))
+    database = MetadataDatabase(sqlite_url(scratch / "overhead.db"))
+    history = RunHistory(database)
     runner = LocalRunner(history, scratch / "overhead", Resources(cpu=2, memory="8Gi"))
     pipe = Pipeline(
         "two-noops", [Task("a", steps.noop_a), Task("b", steps.noop_b, {"x": Ref("a")})]
@@ -131,7 +131,7 @@ def perfml_overhead(scratch: Path, runs: int) -> float:
         seconds.append(time.perf_counter() - begin)
         if run.state.value != "Succeeded":
             raise SystemExit(f"perfml run {run.run_id} {run.state.value}: {run.message}")
-    history.close()
+    database.close()
     return statistics.median(seconds) / 2
 
 
@@ -151,20 +151,20 @@ def kfp_overhead(scratch: Path, runs: int) -> tuple[float, bool]:
 
 def throughput(scratch: Path, jobs: int) -> float:
     """Jobs per second of ``jobs`` independent tiny 1-CPU jobs, the runner's capacity 2 CPUs."""
-    from perfml.registry.db import sqlite_url
-
+    from perfml.metadata import MetadataDatabase, sqlite_url
     from perfml.pipelines import Pipeline, Resources, Task
     from perfml.pipelines.history import RunHistory
     from perfml.pipelines.runner import LocalRunner
 
     steps = importlib.import_module("bench_steps")
-    history = RunHistory(sqlite_url(scratch / "throughput.db"))
+    database = MetadataDatabase(sqlite_url(scratch / "throughput.db"))
+    history = RunHistory(database)
     runner = LocalRunner(history, scratch / "throughput", Resources(cpu=2, memory="8Gi"))
     pipe = Pipeline("tiny-jobs", [Task(f"j{i}", steps.tiny, {"i": i}) for i in range(jobs)])
     begin = time.perf_counter()
     run = runner.run(pipe)
     elapsed = time.perf_counter() - begin
-    history.close()
+    database.close()
     if run.state.value != "Succeeded":
         raise SystemExit(f"throughput run {run.state.value}: {run.message}")
     return jobs / elapsed

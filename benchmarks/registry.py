@@ -27,6 +27,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
+from perfml.metadata import MetadataDatabase
 from perfml.registry import FilesystemArtifactStore, ModelRegistry
 
 
@@ -62,9 +63,10 @@ def fill(registry: ModelRegistry, scratch: Path, versions: int) -> list[float]:
 
 
 def measure(url: str, scratch: Path, versions: int, resolves: int) -> dict[str, object]:
-    with ModelRegistry(
-        url, FilesystemArtifactStore(scratch / "artifacts"), deliver_in_background=False
-    ) as registry:
+    with MetadataDatabase(url) as database:
+        registry = ModelRegistry(
+            database, FilesystemArtifactStore(scratch / "artifacts"), deliver_in_background=False
+        )
         register = fill(registry, scratch, versions)
         registry.resolve("model-3@production")  # warm the connection pool
         resolve = timed(lambda: registry.resolve("model-3@production"), resolves)

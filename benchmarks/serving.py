@@ -94,11 +94,13 @@ import sys
 import uvicorn
 
 import bench_models  # noqa: F401  (registers bench_sum)
+from perfml.metadata import MetadataDatabase
 from perfml.registry import FilesystemArtifactStore, ModelRegistry
 from perfml.serving import DataPlane, ModelRepository, build_app
 
 url, artifacts, port, loop, http = sys.argv[1:6]
-registry = ModelRegistry(url, FilesystemArtifactStore(artifacts), actor="bench")
+database = MetadataDatabase(url)
+registry = ModelRegistry(database, FilesystemArtifactStore(artifacts), actor="bench")
 repository = ModelRepository(registry, ["default", "trivial"], poll_interval=None)
 app = build_app(DataPlane(repository))
 uvicorn.run(app, host="127.0.0.1", port=int(port), loop=loop, http=http,
@@ -264,6 +266,7 @@ def prepare_models(scratch: Path) -> tuple[str, Path, Path, dict[str, Any]]:
     import pyarrow as pa
 
     from perfml.detectors import DEFAULT_DETECTOR, create
+    from perfml.metadata import MetadataDatabase
     from perfml.registry import FilesystemArtifactStore, ModelRegistry
     from perfml.registry.detector_versions import register_detector
     from perfml.registry.names import Ref
@@ -278,7 +281,8 @@ def prepare_models(scratch: Path) -> tuple[str, Path, Path, dict[str, Any]]:
     saved = scratch / "default.zip"
     url = f"sqlite:///{scratch}/registry.db"
     artifacts = scratch / "artifacts"
-    with ModelRegistry(url, FilesystemArtifactStore(artifacts), actor="bench") as registry:
+    with MetadataDatabase(url) as database:
+        registry = ModelRegistry(database, FilesystemArtifactStore(artifacts), actor="bench")
         version = register_detector(registry, "default", detector, features=["cpu_util"])
         trivial = create("bench_sum").fit(history)
         register_detector(registry, "trivial", trivial, features=["cpu_util"])

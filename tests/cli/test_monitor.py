@@ -14,6 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from fixtures.metadata import opened
 from perfml.cli import monitor
 from perfml.cli.state import CliState
 from perfml.config import load_settings
@@ -58,13 +59,12 @@ def config(tmp_path: Path) -> Path:
     )
     settings = load_settings(path)
     settings.workspace.mkdir()
-    history = RunHistory(settings.registry_url)
-    try:
-        with LocalRunner(history, tmp_path / "runs", Resources(cpu=2, memory="2Gi")) as runner:
-            pipeline = Pipeline("nightly", [Task("train", steps.crash, {"message": "bad"})])
-            runner.run(pipeline, run_id="nightly-r1")
-    finally:
-        history.close()
+    with (
+        opened(RunHistory, settings.registry_url) as history,
+        LocalRunner(history, tmp_path / "runs", Resources(cpu=2, memory="2Gi")) as runner,
+    ):
+        pipeline = Pipeline("nightly", [Task("train", steps.crash, {"message": "bad"})])
+        runner.run(pipeline, run_id="nightly-r1")
     return path
 
 

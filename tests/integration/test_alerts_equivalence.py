@@ -34,7 +34,6 @@ import numpy.typing as npt
 import pyarrow as pa
 import pytest
 import uvicorn
-from perfml.registry.db import sqlite_url
 from pydantic import Field
 from tests.integration.services import (
     PrometheusServer,
@@ -44,11 +43,13 @@ from tests.integration.services import (
 )
 
 from fixtures.detectors import StaticZScore
+from fixtures.metadata import opened
 from perfml.alerting.alerts import Alert
 from perfml.alerting.prometheus_config import export_prometheus
 from perfml.config import Settings
 from perfml.detectors import register
 from perfml.featurestore import FeatureStore
+from perfml.metadata import MetadataDatabase, sqlite_url
 from perfml.pipelines import Pipeline, Task
 from perfml.pipelines.dsl import Resources
 from perfml.pipelines.history import RunHistory
@@ -59,6 +60,7 @@ from perfml.registry import FilesystemArtifactStore, ModelRegistry
 from perfml.registry.detector_versions import register_detector
 from perfml.serving import DataPlane, ModelRepository, build_app
 from perfml.serving.telemetry import ServingMetrics
+from perfml.workspace import Workspace
 from pipelines import steps
 
 pytestmark = pytest.mark.integration
@@ -118,8 +120,9 @@ class SlowServer:
 
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
+        self.database = MetadataDatabase(f"sqlite:///{workdir / 'registry.db'}")
         self.registry = ModelRegistry(
-            f"sqlite:///{workdir / 'registry.db'}",
+            self.database,
             FilesystemArtifactStore(workdir / "artifacts"),
             actor="tester",
             cache_dir=workdir / "cache",
@@ -172,15 +175,14 @@ class SlowServer:
             self._loading.join(timeout=10)
         self.server.should_exit = True
         self._serving.join(timeout=10)
-        self.registry.close()
+        self.database.close()
 
 
 @pytest.fixture
 def history(tmp_path: Path) -> Iterator[RunHistory]:
     (tmp_path / "workspace").mkdir()
-    opened = RunHistory(sqlite_url(tmp_path / "workspace" / "metadata.db"))
-    yield opened
-    opened.close()
+    with opened(RunHistory, sqlite_url(tmp_path / "workspace" / "metadata.db")) as found:
+        yield found
 
 
 def run_failing_job(history: RunHistory, workdir: Path) -> None:
@@ -227,6 +229,7 @@ def test_perfml_fires_the_alerts_prometheus_fires(tmp_path: Path, history: RunHi
     serving = SlowServer(tmp_path / "serving")
     prometheus: PrometheusServer | None = None
     service: MonitoringService | None = None
+    workspace: Workspace | None = None
     try:
         serving.start()
         settings = scenario_settings(tmp_path / "workspace", serving.port, jobs.address)
@@ -237,7 +240,8 @@ def test_perfml_fires_the_alerts_prometheus_fires(tmp_path: Path, history: RunHi
             tmp_path / "prometheus", config_file=exported / "prometheus.yml"
         )
         prometheus.start()
-        service = MonitoringService(settings).start()
+        workspace = Workspace(settings)
+        service = workspace.monitoring().start()
         assert {t.job: t.instance for t in service.targets} == {
             "perfml-serving": f"127.0.0.1:{serving.port}",
             "perfml-jobs": jobs.address,
@@ -266,6 +270,8 @@ def test_perfml_fires_the_alerts_prometheus_fires(tmp_path: Path, history: RunHi
     finally:
         if service is not None:
             service.stop()
+        if workspace is not None:
+            workspace.close()
         if prometheus is not None:
             prometheus.stop()
         serving.stop()

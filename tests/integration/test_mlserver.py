@@ -23,6 +23,7 @@ from tests.integration.services import ServiceProcess, free_port, require_module
 from fixtures.workspace import workspace_registry
 from perfml import detectors
 from perfml.config import load_settings
+from perfml.metadata import MetadataDatabase
 from perfml.registry import FilesystemArtifactStore, ModelRegistry
 from perfml.registry.detector_versions import register_detector
 from perfml.registry.errors import ArtifactIntegrityError
@@ -74,8 +75,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     perfml's default detector, fitted, with a threshold."""
     require_module("mlserver", "mlserver")
     root = tmp_path_factory.mktemp("mlserver")
+    database = MetadataDatabase(f"sqlite:///{root}/registry.db")
     registry = ModelRegistry(
-        f"sqlite:///{root}/registry.db",
+        database,
         FilesystemArtifactStore(root / "artifacts"),
         cache_dir=root / "cache",
         deliver_in_background=False,
@@ -122,7 +124,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     finally:
         mlserver.stop()
         repository.stop()
-        registry.close()
+        database.close()
 
 
 def both(servers: Servers, body: dict[str, Any]) -> tuple[httpx.Response, httpx.Response]:

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from perfml.registry.db import sqlite_url
 from prometheus_client import CollectorRegistry, generate_latest
 from tests.integration.services import StartPrometheus, require_binary, wait_until
 
+from fixtures.metadata import opened
+from perfml.metadata import sqlite_url
 from perfml.pipelines import Param, Pipeline, Task
 from perfml.pipelines.dsl import Resources
 from perfml.pipelines.history import RunHistory
@@ -32,11 +33,10 @@ PIPELINE = Pipeline(
 
 @pytest.fixture
 def history(tmp_path: Path) -> Iterator[RunHistory]:
-    opened = RunHistory(sqlite_url(tmp_path / "metadata.db"))
-    runner = LocalRunner(opened, tmp_path / "workspace", Resources(cpu=2, memory="2Gi"))
-    runner.run(PIPELINE, {"rows": 3}, "lint-r1")
-    yield opened
-    opened.close()
+    with opened(RunHistory, sqlite_url(tmp_path / "metadata.db")) as found:
+        runner = LocalRunner(found, tmp_path / "workspace", Resources(cpu=2, memory="2Gi"))
+        runner.run(PIPELINE, {"rows": 3}, "lint-r1")
+        yield found
 
 
 def test_promtool_finds_no_problem(history: RunHistory) -> None:
