@@ -81,13 +81,16 @@ def test_the_uri_pins_a_manifest_by_digest_and_the_tag_names_the_file(
     source = model_file(tmp_path)
     digest = sha256_of(source)
 
-    uri = store_for(registry).put(source, digest, "cpu-anomaly")
+    store = store_for(registry)
+    uri = store.put(source, digest, "cpu-anomaly")
 
-    match = re.fullmatch(
-        rf"oci://{registry.address}/perfml/cpu-anomaly@(sha256:[0-9a-f]{{64}})", uri
-    )
+    match = re.fullmatch(r"cpu-anomaly@(sha256:[0-9a-f]{64})", uri)  # relative to the store
     assert match is not None, uri
     manifest_digest = match.group(1)
+    absolute = f"oci://{registry.address}/perfml/{uri}"
+    assert store.where(uri) == absolute
+    # the absolute URI older versions recorded is the same artifact
+    assert store.fetch(absolute, digest, tmp_path / "old.zip").read_bytes() == source.read_bytes()
     by_digest = registry.get(
         f"/v2/perfml/cpu-anomaly/manifests/{manifest_digest}",
         headers={"Accept": MANIFEST_MEDIA_TYPE},
@@ -135,8 +138,8 @@ def test_another_model_name_uses_another_repository(registry: OciRegistry, tmp_p
     cpu = store.put(source, digest, "cpu-anomaly")
     memory = store.put(source, digest, "Memory_Leak")
 
-    assert OciReference.parse(cpu).repository == "perfml/cpu-anomaly"
-    assert OciReference.parse(memory).repository == "perfml/memory_leak"
+    assert OciReference.parse(store.where(cpu)).repository == "perfml/cpu-anomaly"
+    assert OciReference.parse(store.where(memory)).repository == "perfml/memory_leak"
     assert sorted(registry.catalog()) == ["perfml/cpu-anomaly", "perfml/memory_leak"]
     for uri in (cpu, memory):
         fetched = store.fetch(uri, digest, tmp_path / "out" / f"{hash(uri)}.zip")
@@ -405,3 +408,11 @@ def test_a_bad_configuration_is_refused():
         OciArtifactStore("127.0.0.1:5000", insecure=True, ca_bundle=os.devnull)
     with pytest.raises(ArtifactStoreError, match="both username and password"):
         OciArtifactStore("127.0.0.1:5000", username="perfml")
+
+
+@pytest.mark.parametrize("uri", ["../other-team/cpu@sha256:" + "ab" * 32, "cpu:latest"])
+def test_a_relative_uri_cannot_leave_the_stores_prefix(uri: str, tmp_path: Path):
+    store = OciArtifactStore("registry.example.com:5000", username="u", password="p", timeout=1)
+
+    with pytest.raises(OciUriError):
+        store.fetch(uri, "ab" * 32, tmp_path / "out.zip")

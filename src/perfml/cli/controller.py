@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime
 
 import typer
 from rich.table import Table
 
-from perfml.cli.state import out, state
+from perfml.cli.state import out, state, stop_on_signals
 from perfml.controller import Decision
 from perfml.timeparse import parse_duration, parse_instant
 
@@ -53,13 +52,10 @@ def run(ctx: typer.Context) -> None:
     """Check on the schedule of ``controller.schedule`` until interrupted."""
     parts = state(ctx).parts()
     interval = parse_duration(parts.settings.controller.schedule).total_seconds()
-    stop = threading.Event()
     controller = parts.controller()
     out.print(f"controller: checking {controller.models} every {interval:g} s", highlight=False)
-    try:
+    with stop_on_signals() as stop:
         controller.run(interval, stop)
-    except KeyboardInterrupt:
-        stop.set()
 
 
 @app.command("history")

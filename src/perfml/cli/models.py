@@ -83,17 +83,17 @@ def show(
     if as_json:
         _emit(version.to_json())
         return
-    out.print(_version_table(version))
+    out.print(_version_table(version, registry.artifacts.where(version.artifact_uri)))
 
 
-def _version_table(v: ModelVersion) -> Table:
+def _version_table(v: ModelVersion, artifact: str) -> Table:
     table = Table(title=f"{v.model}:{v.version}", show_header=False)
     rows = {
         "detector": v.detector,
         "params": json.dumps(v.params, sort_keys=True),
         "aliases": ", ".join(v.aliases) or "-",
         "digest": f"sha256:{v.digest}",
-        "artifact": v.artifact_uri,
+        "artifact": artifact,
         "size": f"{v.size_bytes:,} bytes",
         "training data": f"{_time(v.data_start)} → {_time(v.data_end)}",
         "features": ", ".join(v.features) or "-",

@@ -8,19 +8,15 @@ scrapes once, evaluates once and prints the alerts.
 
 from __future__ import annotations
 
-import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from types import FrameType
 
 import typer
 from rich.table import Table
 
 from perfml.alerting.alerts import Alert, AlertState, format_labels
 from perfml.alerting.templates import go_float
-from perfml.cli.state import err, out, state
+from perfml.cli.state import err, out, state, stop_on_signals
 
 _STYLES = {
     AlertState.PENDING: "yellow",
@@ -51,21 +47,6 @@ def transition_line(alert: Alert) -> str:
 
 def _print_transition(alert: Alert) -> None:
     out.print(transition_line(alert), style=_STYLES[alert.state], highlight=False)
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM set ``stop`` while inside, instead of interrupting anything."""
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _print_alerts(alerts: list[Alert]) -> None:
@@ -101,7 +82,7 @@ def monitor(
             service.stop()
         return
     stop = threading.Event()
-    with _stop_on_signals(stop):
+    with stop_on_signals(stop):
         service = parts.monitoring(on_transition=_print_transition)
         try:
             service.start()

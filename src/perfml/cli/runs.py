@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from perfml.cli.state import out, state
+from perfml.cli.state import out, state, stop_on_signals
 from perfml.errors import UsageError
 from perfml.pipelines.history import RunHistory
 from perfml.pipelines.states import JobRecord, JobState, RunRecord
@@ -231,10 +231,6 @@ def serve_metrics_command(
     registry = CollectorRegistry()
     registry.register(parts.job_metrics())
     registry.register(ControllerCollector(parts.decisions(), drift=True))
-    server = MetricsServer(registry, port, host).start()
-    out.print(f"serving job metrics at {server.url}", highlight=False)
-    try:
-        while True:
-            time.sleep(3600)
-    finally:
-        server.close()
+    with stop_on_signals() as stop, MetricsServer(registry, port, host) as server:
+        out.print(f"serving job metrics at {server.url}", highlight=False)
+        stop.wait()

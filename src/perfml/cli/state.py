@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 import typer
 from rich.console import Console
@@ -78,3 +83,20 @@ def progress() -> Progress:
         transient=False,
         disable=not err.is_terminal,
     )
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event | None = None) -> Iterator[threading.Event]:
+    """An event that SIGINT and SIGTERM set while inside, instead of interrupting whatever
+    runs: a long-running command waits on it and then stops its parts cleanly."""
+    stopping = stop or threading.Event()
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stopping
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

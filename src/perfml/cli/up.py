@@ -6,14 +6,10 @@ are answered, the monitoring records the final state and flushes it to the store
 
 from __future__ import annotations
 
-import signal
-import threading
-from types import FrameType
-
 import typer
 
 from perfml.alerting.alerts import Alert
-from perfml.cli.state import err, out, state
+from perfml.cli.state import err, out, state, stop_on_signals
 from perfml.embedded import EmbeddedSystem, Parts
 
 
@@ -28,29 +24,20 @@ def up(
     parts = Parts(
         controller=not no_controller, dashboard=not no_dashboard, dashboard_port=dashboard_port
     )
-    stop = threading.Event()
-
-    def interrupted(signum: int, _: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with EmbeddedSystem(state(ctx).parts(), parts, on_alert=_print_alert) as system:
-            if system.server is not None:
-                out.print(f"inference server  {system.server.url}/v2", highlight=False)
-            else:
-                err.print("perfml: no model to serve (set serving.models); serving is off")
-            if system.dashboard is not None:
-                out.print(f"dashboard         {system.dashboard.url}/", highlight=False)
-            if system.controller is not None:
-                every = settings.controller.schedule
-                out.print(f"controller        {system.controller.models} every {every}")
-            out.print("monitoring        rules evaluated; Ctrl-C stops everything")
-            stop.wait()
-            out.print("stopping…")
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    system = EmbeddedSystem(state(ctx).parts(), parts, on_alert=_print_alert)
+    with stop_on_signals() as stop, system:
+        if system.server is not None:
+            out.print(f"inference server  {system.server.url}/v2", highlight=False)
+        else:
+            err.print("perfml: no model to serve (set serving.models); serving is off")
+        if system.dashboard is not None:
+            out.print(f"dashboard         {system.dashboard.url}/", highlight=False)
+        if system.controller is not None:
+            every = settings.controller.schedule
+            out.print(f"controller        {system.controller.models} every {every}")
+        out.print("monitoring        rules evaluated; Ctrl-C stops everything")
+        stop.wait()
+        out.print("stopping…")
     out.print("stopped")
 
 

@@ -5,12 +5,19 @@ one copy, and a version's record (digest + URI) is enough to fetch and verify it
 ship: :class:`FilesystemArtifactStore`, the embedded default (``<workspace>/artifacts``), and
 the OCI registry store of :mod:`perfml.registry.oci` for teams at scale (Harbor and friends).
 Every ``fetch`` re-hashes what it got and refuses bytes that do not match.
+
+The URI a store returns, and the registry records, is relative to the store (``sha256/ab/ab…``
+in a folder, ``cpu-anomaly@sha256:…`` under an OCI prefix): a workspace copied or mounted at
+another path, or an artifact folder moved, still finds every model. A store also accepts the
+absolute URIs older versions recorded. :meth:`ArtifactStore.where` gives the absolute location,
+for people.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Protocol
@@ -41,7 +48,8 @@ class ArtifactStore(Protocol):
     """Content-addressed storage of model artifacts."""
 
     def put(self, path: Path, digest: str, name: str) -> str:
-        """Store the file whose SHA-256 is ``digest``; returns its URI. Idempotent.
+        """Store the file whose SHA-256 is ``digest``; returns its URI relative to the store.
+        Idempotent.
 
         ``name`` (the model's) may be used to organise the store, never to address content.
         """
@@ -55,9 +63,17 @@ class ArtifactStore(Protocol):
         """Remove the artifact (no error if it is gone already)."""
         ...
 
+    def where(self, uri: str) -> str:
+        """The absolute location of the artifact at ``uri`` (for messages and listings)."""
+        ...
+
+
+_RELATIVE = re.compile(r"sha256/([0-9a-f]{2})/([0-9a-f]{64})")
+
 
 class FilesystemArtifactStore:
-    """Artifacts as files ``<root>/sha256/<first two hex>/<digest>``, written atomically."""
+    """Artifacts as files ``<root>/sha256/<first two hex>/<digest>``, written atomically; their
+    URI is that path relative to ``root``."""
 
     scheme = "file"
 
@@ -75,12 +91,29 @@ class FilesystemArtifactStore:
             with atomic_output(target, durable=True) as temporary:
                 shutil.copyfile(path, temporary)
                 verify(temporary, digest, str(path))
-        return f"{self.scheme}://{target}"
+        return target.relative_to(self.root).as_posix()
+
+    def _own(self, uri: str) -> Path:
+        """The file of ``uri``: relative (``sha256/ab/<digest>``) or, as older versions
+        recorded it, absolute (``file:///…/sha256/ab/<digest>``, wherever the store was then:
+        the digest names the content)."""
+        relative = uri
+        if uri.startswith(f"{self.scheme}://"):
+            _, found, tail = uri.rpartition("/sha256/")
+            relative = f"sha256/{tail}" if found else uri
+        match = _RELATIVE.fullmatch(relative)
+        if match is None or match.group(1) != match.group(2)[:2]:
+            raise ArtifactStoreError(
+                str(self.root), f"URI {uri!r} is not one of this store's (sha256/<2 hex>/<digest>)"
+            )
+        return self.root / relative
 
     def fetch(self, uri: str, digest: str, dest: Path) -> Path:
-        source = self._path(digest)
-        if uri != f"{self.scheme}://{source}":
-            raise ArtifactStoreError(str(self.root), f"URI {uri!r} is not one of this store's")
+        source = self._own(uri)
+        if source != self._path(digest):
+            raise ArtifactStoreError(
+                str(self.root), f"URI {uri!r} does not hold the artifact sha256:{digest}"
+            )
         if not source.is_file():
             raise NotFoundError("artifact", uri, "deleted from the artifact store?")
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -89,8 +122,7 @@ class FilesystemArtifactStore:
         return dest
 
     def delete(self, uri: str) -> None:
-        prefix = f"{self.scheme}://"
-        path = Path(uri.removeprefix(prefix))
-        if not uri.startswith(prefix) or self.root not in path.parents:
-            raise ArtifactStoreError(str(self.root), f"URI {uri!r} is not one of this store's")
-        path.unlink(missing_ok=True)
+        self._own(uri).unlink(missing_ok=True)
+
+    def where(self, uri: str) -> str:
+        return f"{self.scheme}://{self._own(uri)}"

@@ -190,7 +190,8 @@ class OciArtifactStore:
 
     def put(self, path: Path, digest: str, name: str) -> str:
         """Push ``path`` as ``<prefix>/<name>:sha256-<digest>``; returns the URI pinning its
-        manifest. The registry checks the bytes against ``digest`` on upload
+        manifest, relative to the store (``<name>@sha256:<manifest digest>``). The registry
+        checks the bytes against ``digest`` on upload
         (:class:`ArtifactIntegrityError` if they differ). The manifest depends only on
         ``digest``, the size and ``name``, so pushing again is one request that changes
         nothing and returns the same URI."""
@@ -223,7 +224,7 @@ class OciArtifactStore:
             manifest_url, "HEAD", headers={"Accept": MANIFEST_MEDIA_TYPE}
         )
         if existing.headers.get("Docker-Content-Digest") == reference.digest:
-            return str(reference)
+            return self._relative(reference)
         try:
             uploaded = self._client.upload_blob(
                 str(path),
@@ -244,7 +245,14 @@ class OciArtifactStore:
             manifest_url, "PUT", data=body, headers={"Content-Type": MANIFEST_MEDIA_TYPE}
         )
         self._expect(pushed, (200, 201), f"push of the manifest to {repository}")
-        return str(reference)
+        return self._relative(reference)
+
+    def _relative(self, reference: OciReference) -> str:
+        segment = reference.repository.removeprefix(f"{self.repository_prefix}/")
+        return f"{segment}@{reference.digest}"
+
+    def where(self, uri: str) -> str:
+        return str(self._own(uri))
 
     def fetch(self, uri: str, digest: str, dest: Path) -> Path:
         """Pull the artifact pinned by ``uri`` into ``dest``, which appears only once its bytes
@@ -301,6 +309,10 @@ class OciArtifactStore:
             self._expect(response, (200, 202), f"delete of {uri}")
 
     def _own(self, uri: str) -> OciReference:
+        """The manifest of ``uri``: relative to this store (``<name>@sha256:…``) or, as older
+        versions recorded it, absolute (``oci://<registry>/<prefix>/<name>@sha256:…``)."""
+        if not uri.startswith("oci://"):
+            uri = f"oci://{self.registry}/{self.repository_prefix}/{uri}"
         reference = OciReference.parse(uri)
         if reference.registry != self.registry or not reference.repository.startswith(
             f"{self.repository_prefix}/"
