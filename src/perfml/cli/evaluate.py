@@ -15,7 +15,14 @@ from rich.table import Table
 from perfml.cli.options import parse_pairs
 from perfml.cli.state import out, progress
 from perfml.detectors import DEFAULT_DETECTOR, create
-from perfml.evaluation.nab import PROFILE_ALIASES, PROFILES, FileScore, UnknownProfileError, profile
+from perfml.evaluation.nab import (
+    PROFILE_ALIASES,
+    PROFILES,
+    FileScore,
+    UnknownProfileError,
+    normalised,
+    profile,
+)
 from perfml.evaluation.runner import (
     Evaluation,
     ScoredSeries,
@@ -142,14 +149,12 @@ def print_files(result: Evaluation, cost: str, groups: dict[str, str]) -> None:
     table.add_column("metric" if grouped else "file", overflow="fold")
     for heading in ("normalised" if grouped else "score", "TP", "FP", "FN", "TN"):
         table.add_column(heading, justify="right")
-    weights = PROFILES[cost]
     for name, files in rows.items():
-        raw, windows = sum(f.score for f in files), sum(f.windows for f in files)
         if grouped:
-            span = (weights.tp_weight + weights.fn_weight) * windows
-            shown = f"{100 * (raw + weights.fn_weight * windows) / span:.1f}" if span else "-"
+            score = normalised(files, PROFILES[cost])
+            shown = "-" if score is None else f"{score:.1f}"
         else:
-            shown = f"{raw:.3f}"
+            shown = f"{sum(f.score for f in files):.3f}"
         counts = (sum(getattr(f, c) for f in files) for c in ("tp", "fp", "fn", "tn"))
         table.add_row(name, shown, *(f"{c:,}" for c in counts))
     out.print(table)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,16 +38,6 @@ def open_history(ctx: typer.Context) -> RunHistory:
 # -- figures and rendering, shared with ``perfml train`` -------------------------------------
 
 
-def job_seconds(job: JobRecord, now: float | None = None) -> float:
-    """Time spent Running so far (over every attempt)."""
-    return job.seconds_in_state(now).get(JobState.RUNNING.value, 0.0)
-
-
-def run_seconds(run: RunRecord, now: float | None = None) -> float:
-    end = run.finished_at or (time.time() if now is None else now)
-    return max(0.0, end - run.created_at)
-
-
 def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f}s"
@@ -81,7 +70,7 @@ def jobs_table(run: RunRecord) -> Table:
         waited = job.seconds_in_state(run.finished_at).get(JobState.PENDING.value, 0.0)
         table.add_row(
             job.task, job.state.value, job.reason.value if job.reason else "-", str(job.attempt),
-            _duration(waited), _duration(job_seconds(job, run.finished_at)),
+            _duration(waited), _duration(job.running_seconds(run.finished_at)),
             f"{job.usage.cpu_seconds:.2f}", _bytes(job.usage.peak_memory_bytes),
             _first_line(job.message),
         )  # fmt: skip
@@ -96,7 +85,7 @@ def job_json(job: JobRecord, until: float | None = None) -> dict[str, Any]:
         "message": job.message,
         "attempts": job.attempt,
         "exit_code": job.exit_code,
-        "duration_seconds": job_seconds(job, until),
+        "duration_seconds": job.running_seconds(until),
         "seconds_in_state": job.seconds_in_state(until),
         "cpu_seconds": job.usage.cpu_seconds,
         "peak_memory_bytes": job.usage.peak_memory_bytes,
@@ -115,7 +104,7 @@ def run_json(run: RunRecord, with_jobs: bool = True) -> dict[str, Any]:
         "message": run.message,
         "created_at": _when(run.created_at),
         "finished_at": _when(run.finished_at),
-        "duration_seconds": run_seconds(run),
+        "duration_seconds": run.seconds(),
         "params": run.params,
     }
     if with_jobs:
@@ -148,7 +137,7 @@ def list_runs(
         done = sum(j.state is JobState.SUCCEEDED for j in run.jobs.values())
         table.add_row(
             run.run_id, run.pipeline, run.state.value, run.reason.value if run.reason else "-",
-            _when(run.created_at), _duration(run_seconds(run)),
+            _when(run.created_at), _duration(run.seconds()),
             f"{done}/{len(run.jobs)} succeeded", _first_line(run.message, 80),
         )  # fmt: skip
     out.print(table)
@@ -170,7 +159,7 @@ def show(
     out.print(
         f"{run.pipeline} run {run.run_id}: {run.state.value}"
         + (f" ({run.reason.value})" if run.reason else "")
-        + f", created {_when(run.created_at)}, {_duration(run_seconds(run))}",
+        + f", created {_when(run.created_at)}, {_duration(run.seconds())}",
         highlight=False,
     )
     if run.message:

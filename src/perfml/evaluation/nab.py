@@ -199,6 +199,23 @@ class CorpusScore:
         return 100.0 * (self.raw - self.null) / (self.perfect - self.null)
 
 
+def normalised(files: Iterable[FileScore], cost: CostProfile) -> float | None:
+    """NAB's normalised score of ``files`` taken together (a metric's series, a category):
+    ``100 * (raw - null) / (perfect - null)`` with null missing every window and perfect
+    catching each; None if they hold no window.
+
+    >>> one = FileScore(score=0.5, tp=1, fp=0, fn=1, tn=10, total=12, windows=2)
+    >>> normalised([one], CostProfile("standard", tp_weight=1.0, fp_weight=0.11, fn_weight=1.0))
+    62.5
+    """
+    chosen = list(files)
+    windows = sum(f.windows for f in chosen)
+    span = (cost.tp_weight + cost.fn_weight) * windows
+    if not span:
+        return None
+    return 100.0 * (sum(f.score for f in chosen) + cost.fn_weight * windows) / span
+
+
 def score_corpus(
     series: Mapping[str, tuple[Sequence[float] | Floats, Sequence[WindowRows]]],
     cost: CostProfile,

@@ -163,6 +163,10 @@ class JobRecord:
         """Seconds spent in each state so far (the current one counted until ``at``/now)."""
         return _seconds_in_state(self.transitions, at)
 
+    def running_seconds(self, at: float | None = None) -> float:
+        """Seconds spent Running so far, over every attempt."""
+        return self.seconds_in_state(at).get(JobState.RUNNING.value, 0.0)
+
 
 @dataclass(frozen=True)
 class RunRecord:
@@ -197,3 +201,8 @@ class RunRecord:
 
     def with_job(self, job: JobRecord) -> Self:
         return replace(self, jobs={**self.jobs, job.task: job})
+
+    def seconds(self, at: float | None = None) -> float:
+        """From its creation to its end (or ``at``/now while it runs)."""
+        end = self.finished_at or (time.time() if at is None else at)
+        return max(0.0, end - self.created_at)
