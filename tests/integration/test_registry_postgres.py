@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.registry import make_artifact, registry
+from fixtures.registry import database, make_artifact, registry
 from registry import test_events as events_tests
 from registry import test_registry as registry_tests
 
 pytestmark = pytest.mark.integration
 
-__all__ = ["make_artifact", "registry"]
+__all__ = ["database", "make_artifact", "registry"]
 
 
 @pytest.fixture

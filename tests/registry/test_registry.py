@@ -212,6 +212,7 @@ def test_racing_promotions_leave_one_winner_and_a_consistent_log(
     winners = [v for v, outcome in outcomes.items() if outcome == "won"]
     assert len(winners) == 1, outcomes
     assert all("moved from version 1 to" in o for o in outcomes.values() if o != "won")
-    log = setup.history("cpu", "production")
-    assert [(e.from_version, e.to_version) for e in log] == [(None, 1), (1, winners[0])]
-    assert setup.resolve("cpu@production").version == winners[0]
+    with registry_at(registry_url, store, actor="check") as check:
+        log = check.history("cpu", "production")
+        assert [(e.from_version, e.to_version) for e in log] == [(None, 1), (1, winners[0])]
+        assert check.resolve("cpu@production").version == winners[0]

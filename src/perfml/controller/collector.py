@@ -11,7 +11,8 @@ that ends — the long-running ``perfml runs serve-metrics`` can serve them.
 
 >>> from prometheus_client import CollectorRegistry, generate_latest
 >>> from perfml.controller.decisions import Action, Decision, DecisionLog
->>> log = DecisionLog("sqlite://")
+>>> from perfml.metadata import MetadataDatabase
+>>> log = DecisionLog(MetadataDatabase("sqlite://"))
 >>> _ = log.record(Decision.new("cpu", "2026-04", Action.PROMOTED, at_ms=0))
 >>> registry = CollectorRegistry()
 >>> registry.register(ControllerCollector(log))
