@@ -223,12 +223,6 @@ BAD_SERIES = [
     pytest.param(
         "timestamp,value\n2014-01-01 00:00:00,\n", 2, "value '' is not a number", id="empty-value"
     ),
-    pytest.param(
-        "timestamp,value\n2014-01-01 00:05:00,1\n2014-01-01 00:00:00,2\n",
-        3,
-        "timestamp '2014-01-01 00:00:00' is before the timestamp on line 2",
-        id="backwards",
-    ),
     pytest.param("", 1, "is empty", id="empty-file"),
     pytest.param(
         "timestamp,value\n2014-1-1 0:00:00,1\n",

@@ -68,7 +68,7 @@ from perfml.evaluation.scores import (
 )
 from perfml.featurestore.schema import TIMESTAMP_TYPE
 from perfml.sources.fleet import METRICS
-from perfml.sources.nab import NabSeries, Window, iter_corpus, read_series
+from perfml.sources.nab import NabSeries, Window, clock, iter_corpus, read_series
 from perfml.timeparse import to_epoch_ms
 
 FIT_FRACTION = PROBATION_FRACTION
@@ -331,7 +331,11 @@ def _run_wrapped(task: SeriesTask, detector: str, params: dict[str, Any]) -> Sco
 def run_task(task: SeriesTask, detector: str, params: Mapping[str, Any]) -> ScoredSeries:
     """Score one task from scratch, by the protocol its ``fit_fraction`` names."""
     frame = _read_frame(task)
-    ts = np.asarray(frame.column("ts").cast(pa.int64()).to_numpy(), dtype=np.int64)
+    # rows are scored in file order; a row whose time went back is shown at the latest time
+    ts = clock(np.asarray(frame.column("ts").cast(pa.int64()).to_numpy(), dtype=np.int64))
+    frame = frame.set_column(
+        frame.column_names.index("ts"), "ts", pa.array(ts).cast(frame.schema.field("ts").type)
+    )
     model = create(detector, **params)
     if task.fit_fraction > 0.0:
         fit_rows = math.floor(task.fit_fraction * frame.num_rows)

@@ -37,6 +37,7 @@ key points by ``(metric, entity, ts)``.
 import csv
 import json
 import math
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -100,10 +101,13 @@ class NabSeries:
 
 
 def read_series(path: str | Path) -> pa.Table:
-    """Read one NAB series file into a table of :data:`SERIES_SCHEMA`.
+    """Read one NAB series file into a table of :data:`SERIES_SCHEMA`, rows in file order.
 
-    The file is parsed by Arrow's CSV reader; only when that fails (or a value is not finite, or
-    time goes backwards) is the file walked line by line to say exactly where and why.
+    Timestamps may repeat or go back (a clock set back, an exporter restarted: NAB's public
+    corpus holds such files, and NAB scores their rows in file order); :func:`clock` gives the
+    time a detector is shown for each row. The file is parsed by Arrow's CSV reader; only when
+    that fails (or a value is not finite) is the file walked line by line to say exactly where
+    and why.
     """
     path = Path(path)
     _check_header(path)
@@ -131,11 +135,25 @@ def read_series(path: str | Path) -> pa.Table:
         ts.null_count == 0
         and (len(stamps) == 0 or pc.all(pc.equal(_format_times(ticks), stamps)).as_py())
         and np.isfinite(value.to_numpy()).all()
-        and (np.diff(ticks) >= 0).all()
     ):
         _diagnose(path)
-        raise NabFormatError(path, "has a malformed timestamp, a non-finite value or goes back")
+        raise NabFormatError(path, "has a malformed timestamp or a non-finite value")
     return pa.Table.from_arrays([ts, value], schema=SERIES_SCHEMA)
+
+
+def clock(ticks: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The time of each row as a series' rows are scored in file order: its timestamp, or the
+    latest one before it if time went back (a row is never earlier than the rows before it).
+
+    >>> clock(np.array([0, 60, 30, 90, 90], dtype=np.int64)).tolist()
+    [0, 60, 60, 90, 90]
+    """
+    return np.maximum.accumulate(ticks) if ticks.size else ticks
+
+
+def went_back(ticks: npt.NDArray[np.int64]) -> int:
+    """How many rows have a timestamp before the one of the row above them."""
+    return int((np.diff(ticks) < 0).sum()) if ticks.size > 1 else 0
 
 
 def write_series(path: str | Path, table: pa.Table) -> None:
@@ -223,7 +241,7 @@ def iter_corpus(corpus: str | Path) -> Iterator[NabSeries]:
         raise NabFormatError(data, "is not a folder (a NAB corpus keeps its series in data/)")
     windows = read_windows(corpus)
     found: list[NabSeries] = []
-    for path in data.rglob("*.csv"):
+    for path in _csv_files(data):
         category = path.parent.relative_to(data).as_posix()
         if category == ".":
             raise NabFormatError(path, "is not in a category folder data/<category>/")
@@ -233,14 +251,31 @@ def iter_corpus(corpus: str | Path) -> Iterator[NabSeries]:
     yield from sorted(found, key=lambda series: series.key)
 
 
+def _csv_files(folder: Path) -> Iterator[Path]:
+    """Every ``*.csv`` below ``folder``, following symlinked folders (a category linked in from
+    elsewhere), each real folder once."""
+    seen: set[str] = set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up the tree
+            folders.clear()
+            continue
+        seen.add(real)
+        folders.sort()
+        for name in sorted(files):
+            if name.endswith(".csv"):
+                yield Path(root) / name
+
+
 def corpus_to_long(
     series: Iterable[NabSeries], metric: str | None = None, *, drop_repeated_ts: bool = False
 ) -> pa.Table:
     """Concatenate series into one :data:`~perfml.featurestore.schema.LONG_SCHEMA` table.
 
     ``metric`` is the series' category (``realAWSCloudwatch``) unless overridden, ``entity`` its
-    file stem. Rows come series by series, each in time order. With ``drop_repeated_ts`` only
-    the first row of a run of equal timestamps is kept, so ``(metric, entity, ts)`` is a key.
+    file stem. Rows come series by series, each in file order. With ``drop_repeated_ts`` only
+    the first row of each timestamp is kept, so ``(metric, entity, ts)`` is a key (without it,
+    the store keeps the last row of a repeated key and counts the others as repeated).
     """
     parts = []
     for one in series:
@@ -251,7 +286,10 @@ def corpus_to_long(
         points = one.read()
         if drop_repeated_ts and points.num_rows > 1:
             ticks = points.column("ts").cast(pa.int64()).to_numpy()
-            points = points.filter(pa.array(np.concatenate([[True], np.diff(ticks) > 0])))
+            _, first = np.unique(ticks, return_index=True)
+            keep = np.zeros(len(ticks), dtype=bool)
+            keep[first] = True
+            points = points.filter(pa.array(keep))
         rows = points.num_rows
         parts.append(
             pa.Table.from_arrays(
@@ -295,7 +333,6 @@ def _diagnose(path: Path) -> None:
         reader = csv.reader(file)
         header = next(reader)
         ts_at, value_at = header.index("timestamp"), header.index("value")
-        previous: tuple[datetime, int] | None = None
         for row in reader:
             line = reader.line_num
             if not row:
@@ -321,10 +358,6 @@ def _diagnose(path: Path) -> None:
                 ) from error
             if not math.isfinite(number):
                 raise NabFormatError(path, "is not finite", line=line, field="value", value=text)
-            if previous is not None and instant < previous[0]:
-                problem = f"is before the timestamp on line {previous[1]}"
-                raise NabFormatError(path, problem, line=line, field="timestamp", value=stamp)
-            previous = (instant, line)
 
 
 def _parse_window(path: Path, key: str, entry: object) -> Window:
