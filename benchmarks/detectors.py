@@ -23,8 +23,11 @@ Claims measured:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -200,6 +203,7 @@ def bench_speed(
             online.update(t, v)
 
     stream_s = best_of(repeats, stream)
+    state_heap, state_saved = state_bytes(detector, train)
     history_values = history[columns].to_numpy()
     test_values = later[columns].to_numpy()
     floor_s = best_of(max(repeats, 3), lambda: floor_scores(history_values, test_values))
@@ -217,7 +221,25 @@ def bench_speed(
         "floor_points_per_s": floor_pps,
         "batch_vs_floor": batch_points / batch_s / floor_pps,
         "stream_vs_floor": len(streamed) * per_row / stream_s / floor_pps,
+        "state_heap_bytes": state_heap,
+        "state_saved_bytes": state_saved,
     }
+
+
+def state_bytes(detector: str, train: pd.DataFrame) -> tuple[int, int]:
+    """What one series' fitted state costs: the Python heap the fitted model keeps (what is
+    still allocated after ``fit``, the training frame aside), and its saved form's size."""
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    model = create(detector).fit(train)
+    gc.collect()
+    heap = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "state.zip"
+        model.save(path)
+        return heap, path.stat().st_size
 
 
 def main() -> None:
@@ -280,14 +302,17 @@ def main() -> None:
     )
     print(
         f"{'detector':<20} {'train s':>8} {'batch pts/s':>13} {'vs floor':>9} "
-        f"{'stream pts/s':>13} {'vs floor':>9} {'floor pts/s':>13}"
+        f"{'stream pts/s':>13} {'vs floor':>9} {'floor pts/s':>13} {'state heap':>11} "
+        f"{'saved':>9}"
     )
     for name, figures in speed.items():
         label = name + (" (6 metrics)" if figures["multivariate"] else "")
         print(
             f"{label:<20} {figures['train_s']:>8.3f} {figures['batch_points_per_s']:>13,.0f} "
             f"{figures['batch_vs_floor']:>9.3g} {figures['stream_points_per_s']:>13,.0f} "
-            f"{figures['stream_vs_floor']:>9.3g} {figures['floor_points_per_s']:>13,.0f}"
+            f"{figures['stream_vs_floor']:>9.3g} {figures['floor_points_per_s']:>13,.0f} "
+            f"{figures['state_heap_bytes'] / 1024:>9,.0f}Ki "
+            f"{figures['state_saved_bytes'] / 1024:>7,.0f}Ki"
         )
     if default_nab is None:
         print(f"\n{args.default} is multivariate: it has no NAB score on a univariate corpus")
@@ -318,6 +343,8 @@ def main() -> None:
         "default_detector": args.default,
         "quick": args.quick,
         **flat51,
+        "state_bytes_per_series": default_speed["state_heap_bytes"],
+        "state_saved_bytes_per_series": default_speed["state_saved_bytes"],
         "nab51": nab51,
         "nab51_peer": peer51,
         "nab_standard": figures_nab["standard"],
