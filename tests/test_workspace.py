@@ -1,0 +1,73 @@
+"""The workspace builds each part once from the settings, refuses once closed, and on closing
+announces what it changed in the registry, and only that."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fixtures.registry import make_artifact, registry_at
+from perfml.config import Settings
+from perfml.errors import UsageError
+from perfml.workspace import UnknownPartError, Workspace, open_job_workspace
+from registry.test_events import Receiver
+
+__all__ = ["make_artifact"]
+
+
+def test_each_part_is_built_once_and_shared(tmp_path: Path) -> None:
+    with Workspace(Settings(workspace=tmp_path / "ws")) as workspace:
+        assert workspace.path.is_absolute()
+        assert workspace.store() is workspace.store()
+        assert workspace.part("store") is workspace.store()
+        registry = workspace.registry()
+        assert workspace.registry() is registry
+        assert workspace.registry("controller") is not registry  # its own audit actor
+        assert workspace.registry("controller").actor == "controller"
+        # every table lives in the one metadata database
+        assert workspace.history().database is workspace.metadata()
+        assert workspace.alerts().database is registry.database
+        with pytest.raises(UnknownPartError, match="'stores'.*store, registry"):
+            workspace.part("stores")
+    with pytest.raises(UsageError, match="closed"):
+        workspace.store()
+
+
+def test_a_relative_workspace_is_made_absolute_for_the_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with Workspace(Settings(workspace=Path("ws"))) as workspace:
+        source = workspace.parts_source()
+    settings = source.config["settings"]
+    assert settings["workspace"] == str(tmp_path / "ws")
+    assert settings["featurestore"]["path"] == str(tmp_path / "ws" / "store")
+    monkeypatch.chdir("/")  # a job runs in a folder of its own
+    with open_job_workspace(json.loads(json.dumps(source.config))) as opened:
+        assert opened.settings.store_path == tmp_path / "ws" / "store"
+        assert opened.registry().actor == "pipeline:runner"
+
+
+def test_closing_announces_only_what_this_workspace_changed(tmp_path: Path, make_artifact) -> None:
+    receiver = Receiver()
+    settings = Settings(workspace=tmp_path / "ws")
+    try:
+        with Workspace(settings) as workspace:
+            workspace.registry().add_webhook(receiver.url, "k", ["version_created"])
+        # another process registers a version and ends before delivering its event
+        with registry_at(settings.registry_url, settings.artifacts_path) as other:
+            other.register("cpu", make_artifact(b"v1"), detector="seasonal")
+        with Workspace(settings) as workspace:  # a read-only command, as the CLI opens it
+            registry = workspace.registry(background_delivery=False)
+            assert [m.name for m in registry.models()] == ["cpu"]
+        assert receiver.received == []  # it delivered nothing: it changed nothing
+        with Workspace(settings) as workspace:
+            registry = workspace.registry(background_delivery=False)
+            registry.register("cpu", make_artifact(b"v2"), detector="seasonal")
+            assert receiver.received == []  # delivered when the command ends
+        versions = sorted(json.loads(body)["version"] for _, body in receiver.received)
+        assert versions == [1, 2]  # its own, and the one left waiting by the other process
+    finally:
+        receiver.close()
