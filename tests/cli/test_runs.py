@@ -65,6 +65,7 @@ def test_train_runs_the_pipeline_and_registers_a_promoted_version(trained, works
     code, out, err = run(capsys, "-w", str(workspace), "models", "show", "latency@production")
     assert code == 0, err
     assert run_doc["run_id"] in out
+    assert "2: host-0000, host-0001" in out  # the entities it learnt
 
 
 def test_train_without_data_fails_in_one_line_naming_the_step(workspace, capsys):

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, inspect, update
+from sqlalchemy import Column, Connection, Integer, MetaData, Table, inspect, text, update
 
 from perfml.alerting.store import AlertStore
 from perfml.controller.decisions import DecisionLog
@@ -43,7 +43,7 @@ def test_processes_opening_a_fresh_database_at_once_all_find_their_tables(tmp_pa
         expected = {"pipeline_runs", "alerts_current", "controller_decisions", "model_versions"}
         assert expected <= tables
         assert database.schema_versions() == {
-            "alerts": 1, "decisions": 1, "history": 1, "registry": 1,
+            "alerts": 1, "decisions": 1, "history": 1, "registry": 2,
         }  # fmt: skip
 
 
@@ -91,3 +91,51 @@ def test_tables_at_another_schema_version_are_refused_with_the_part_and_both_ver
     assert "uses 2" in str(raised.value)
     with MetadataDatabase(url) as database, database.engine.connect() as con:  # rows are kept
         assert list(con.execute(_counted.select()).scalars()) == [1]
+
+
+_counts_v2 = MetaData()
+_counted_v2 = Table(
+    "counted",
+    _counts_v2,
+    Column("n", Integer, primary_key=True),
+    Column("weight", Integer),
+)
+
+
+def _add_weight(con: Connection) -> None:
+    con.execute(text("ALTER TABLE counted ADD COLUMN weight INTEGER"))
+
+
+class CounterV3(TableOwner):
+    """Schema 3 of the counter: 2 → 3 adds a column."""
+
+    tables = Tables("counter", 3, _counts_v2, migrations={2: _add_weight})
+
+
+def test_tables_at_an_older_version_are_migrated_forward_keeping_their_rows(
+    tmp_path: Path,
+) -> None:
+    url = sqlite_url(tmp_path / "metadata.db")
+    with MetadataDatabase(url) as database:
+        Counter(database).add(4)  # schema 2
+    with MetadataDatabase(url) as database:
+        CounterV3(database)
+        assert database.schema_versions()["counter"] == 3
+        with database.engine.connect() as con:
+            assert con.execute(_counted_v2.select()).all() == [(4, None)]
+    with MetadataDatabase(url) as database:  # and opened again, nothing to migrate
+        CounterV3(database)
+        assert database.schema_versions()["counter"] == 3
+
+
+def test_a_version_no_migration_reaches_is_refused(tmp_path: Path) -> None:
+    class CounterV4(TableOwner):
+        tables = Tables("counter", 4, _counts_v2, migrations={3: _add_weight})  # 2 → 3 missing
+
+    url = sqlite_url(tmp_path / "metadata.db")
+    with MetadataDatabase(url) as database:
+        Counter(database).add(1)
+    with MetadataDatabase(url) as database, pytest.raises(SchemaVersionError, match="version 2"):
+        CounterV4(database)
+    with MetadataDatabase(url) as database:
+        assert database.schema_versions()["counter"] == 2  # nothing half-migrated

@@ -74,6 +74,7 @@ def test_every_job_succeeds_and_the_version_carries_its_lineage(trained: Trained
     assert version.version == 1
     assert version.pipeline_run == run.run_id
     assert version.features == [METRIC]
+    assert version.entities == ("host-0000", "host-0001")  # the series it learnt
     assert version.data_start is not None
     assert version.data_start.isoformat() == START
     assert version.data_end == split_instant(START, END, 0.2)

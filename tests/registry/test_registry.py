@@ -216,3 +216,26 @@ def test_racing_promotions_leave_one_winner_and_a_consistent_log(
         log = check.history("cpu", "production")
         assert [(e.from_version, e.to_version) for e in log] == [(None, 1), (1, winners[0])]
         assert check.resolve("cpu@production").version == winners[0]
+
+
+def test_a_registry_at_schema_1_is_migrated_and_its_versions_kept(registry_url, tmp_path):
+    """Versions registered before entities were recorded read back with entities None."""
+    from sqlalchemy import text
+
+    from perfml.metadata import MetadataDatabase
+
+    artifact = tmp_path / "old.bin"
+    artifact.write_bytes(b"registered by a perfml of schema 1")
+    with registry_at(registry_url, tmp_path / "artifacts") as old:
+        old.register("cpu", artifact, detector="seasonal", entities=["h1"])
+        with old.database.writer.begin() as con:  # as schema 1 left it
+            con.execute(text("ALTER TABLE model_versions DROP COLUMN entities"))
+            con.execute(text("UPDATE perfml_schema SET version = 1 WHERE component = 'registry'"))
+    with registry_at(registry_url, tmp_path / "artifacts") as new:
+        (version,) = new.versions("cpu")
+        assert version.entities is None
+        artifact.write_bytes(b"a new version")
+        again = new.register("cpu", artifact, detector="seasonal", entities=["h2", "h1"])
+        assert again.entities == ("h1", "h2")
+    with MetadataDatabase(registry_url) as database:
+        assert database.schema_versions()["registry"] == 2

@@ -86,6 +86,14 @@ def show(
     out.print(_version_table(version, registry.artifacts.where(version.artifact_uri)))
 
 
+def _entities(entities: tuple[str, ...] | None, shown: int = 8) -> str:
+    if entities is None:
+        return "- (not recorded)"
+    head = ", ".join(entities[:shown])
+    more = len(entities) - shown
+    return f"{len(entities)}: {head}" + (f", … ({more} more)" if more > 0 else "")
+
+
 def _version_table(v: ModelVersion, artifact: str) -> Table:
     table = Table(title=f"{v.model}:{v.version}", show_header=False)
     rows = {
@@ -97,6 +105,7 @@ def _version_table(v: ModelVersion, artifact: str) -> Table:
         "size": f"{v.size_bytes:,} bytes",
         "training data": f"{_time(v.data_start)} → {_time(v.data_end)}",
         "features": ", ".join(v.features) or "-",
+        "entities": _entities(v.entities),
         "pipeline run": v.pipeline_run or "-",
         "metrics": ", ".join(f"{k}={x:.4g}" for k, x in sorted(v.metrics.items())) or "-",
         "tags": ", ".join(f"{k}={x}" for k, x in sorted(v.tags.items())) or "-",

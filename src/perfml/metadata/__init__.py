@@ -21,12 +21,13 @@ registry, the run history, the alert store and the controller's decision log liv
 
 from perfml.metadata.database import WRITE, MetadataDatabase, sqlite_url
 from perfml.metadata.errors import MetadataError, SchemaVersionError
-from perfml.metadata.tables import TableOwner, Tables
+from perfml.metadata.tables import Migration, TableOwner, Tables
 
 __all__ = [
     "WRITE",
     "MetadataDatabase",
     "MetadataError",
+    "Migration",
     "SchemaVersionError",
     "TableOwner",
     "Tables",

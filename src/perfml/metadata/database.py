@@ -4,8 +4,9 @@ One :class:`MetadataDatabase` per process and workspace, shared by every part wi
 it (SQLAlchemy's engine is a thread-safe pool). On SQLite it runs in WAL mode, a writing
 transaction takes the write lock at once (``BEGIN IMMEDIATE``) so that two writers queue
 instead of one failing on a stale snapshot, and waits up to 30 s for a lock. Each part's tables
-are created on first use with their schema version recorded in ``perfml_schema``; two
-processes creating them at once is a race the loser simply tries again.
+are created on first use with their schema version recorded in ``perfml_schema``; tables at an
+older version are migrated forward in the same transaction (never backward: a newer version
+is refused); two processes creating them at once is a race the loser simply tries again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy import (
     create_engine,
     event,
     select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
@@ -93,8 +95,18 @@ class MetadataDatabase:
             con.execute(
                 schema_versions.insert().values(component=tables.component, version=tables.version)
             )
-        elif found != tables.version:
+            return
+        steps = range(found, tables.version)
+        if found > tables.version or any(n not in tables.migrations for n in steps):
             raise SchemaVersionError(self.display_url, tables.component, found, tables.version)
+        for number in steps:
+            tables.migrations[number](con)
+        if found != tables.version:
+            con.execute(
+                update(schema_versions)
+                .where(schema_versions.c.component == tables.component)
+                .values(version=tables.version)
+            )
 
     def schema_versions(self) -> dict[str, int]:
         """The schema version of each part's tables, by component."""

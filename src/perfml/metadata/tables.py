@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from sqlalchemy import Connection, Engine, MetaData
@@ -12,14 +13,21 @@ if TYPE_CHECKING:
     from perfml.metadata.database import MetadataDatabase
 
 
+Migration = Callable[[Connection], None]
+"""Brings a part's tables from one schema version to the next, in the opening transaction."""
+
+
 @dataclass(frozen=True)
 class Tables:
     """A part's tables: its ``component`` name, their schema ``version`` and the SQLAlchemy
-    ``metadata`` holding them. Created once per database, version checked."""
+    ``metadata`` holding them (as of ``version``). Created once per database, version checked;
+    tables at an older version are brought up to date by ``migrations`` (``n`` → ``n + 1``
+    for each ``n`` from the found version on), in the same transaction."""
 
     component: str
     version: int
     metadata: MetaData
+    migrations: Mapping[int, Migration] = field(default_factory=dict)
 
 
 class TableOwner:

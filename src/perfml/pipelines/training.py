@@ -341,6 +341,7 @@ def evaluate(
 def register(
     model_file: Path,
     figures: Path,
+    selection: Path,
     store: FeatureStore,
     registry: ModelRegistry,
     model: str,
@@ -354,8 +355,9 @@ def register(
     gate: list[dict[str, Any]],
     run_id: str,
 ) -> dict[str, Any]:
-    """Register the version with its lineage; with ``promote``, move ``alias`` through the gate.
-    Returns the :class:`~perfml.pipelines.outcomes.TrainingOutcome` as JSON."""
+    """Register the version with its lineage (the window, the metrics, the entities it learnt);
+    with ``promote``, move ``alias`` through the gate. Returns the
+    :class:`~perfml.pipelines.outcomes.TrainingOutcome` as JSON."""
     from perfml.detectors import load
     from perfml.evaluation.labelled_window import GateDataError, LabelledWindowEvaluator
     from perfml.registry import MetricThreshold, PromotionRefusedError
@@ -368,6 +370,7 @@ def register(
         model,
         load(model_file),
         features=metrics,
+        entities=json.loads(selection.read_text())["entities"],
         data_start=parse_instant(start, "start"),
         data_end=split,
         pipeline_run=run_id,
@@ -412,6 +415,7 @@ _ARTIFACTS: dict[str, dict[str, Ref | Part]] = {
         "registry": Part("registry"),
         "model_file": Ref("train", "model_file"),
         "figures": Ref("evaluate", "figures"),
+        "selection": Ref("query", "selection"),
     },
 }
 """Which inputs are parts of the workspace or upstream artifacts; every other input is the run

@@ -32,6 +32,8 @@ class ModelVersion:
     description: str
     created_at: datetime
     aliases: tuple[str, ...] = ()
+    entities: tuple[str, ...] | None = None
+    """The series (entities) the version learnt; None where it was not recorded."""
 
     @property
     def ref(self) -> str:
@@ -56,6 +58,7 @@ class ModelVersion:
             "description": self.description,
             "created_at": _iso(self.created_at),
             "aliases": list(self.aliases),
+            "entities": None if self.entities is None else list(self.entities),
         }
 
 

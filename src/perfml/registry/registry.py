@@ -178,12 +178,14 @@ class ModelRegistry(TableOwner, AliasBook):
         data_start: datetime | None = None,
         data_end: datetime | None = None,
         features: Sequence[str] = (),
+        entities: Sequence[str] | None = None,
         pipeline_run: str | None = None,
         metrics: Mapping[str, float] | None = None,
         tags: Mapping[str, str] | None = None,
         description: str = "",
     ) -> ModelVersion:
-        """Store ``artifact`` and record a new version of ``model`` (created if needed).
+        """Store ``artifact`` and record a new version of ``model`` (created if needed), with
+        its lineage: the data window, the ``features`` it scores, the ``entities`` it learnt.
 
         The artifact is stored first, content-addressed, then the version row is inserted in
         one transaction: a process that dies in between leaves at most an unreferenced blob,
@@ -229,6 +231,7 @@ class ModelRegistry(TableOwner, AliasBook):
                             data_start=None if data_start is None else data_start.timestamp(),
                             data_end=None if data_end is None else data_end.timestamp(),
                             features=list(features),
+                            entities=None if entities is None else sorted(entities),
                             pipeline_run=pipeline_run,
                             metrics={k: float(v) for k, v in (metrics or {}).items()},
                             perfml_version=__version__,
@@ -446,6 +449,7 @@ def _version(model: str, row: Row[Any], holders: tuple[str, ...]) -> ModelVersio
         data_start=instant(row.data_start),
         data_end=instant(row.data_end),
         features=list(row.features),
+        entities=None if row.entities is None else tuple(row.entities),
         pipeline_run=row.pipeline_run,
         metrics=dict(row.metrics),
         perfml_version=row.perfml_version,

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     Float,
     ForeignKey,
     Index,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from perfml.metadata import Tables
@@ -53,6 +55,7 @@ versions = Table(
     Column("data_start", Float),
     Column("data_end", Float),
     Column("features", JSON, nullable=False),
+    Column("entities", JSON),  # the series the version learnt (schema 2); None: not recorded
     Column("pipeline_run", String(128)),
     Column("metrics", JSON, nullable=False),
     Column("perfml_version", String(32), nullable=False),
@@ -117,5 +120,11 @@ outbox = Table(
     Index("ix_outbox_due", "delivered_at", "failed_at", "next_attempt_at"),
 )
 
-TABLES = Tables("registry", 1, metadata)
-"""The registry's tables, at schema version 1."""
+
+def _add_entities(con: Connection) -> None:
+    """Schema 1 → 2: versions record the entities (series) they learnt."""
+    con.execute(text("ALTER TABLE model_versions ADD COLUMN entities JSON"))
+
+
+TABLES = Tables("registry", 2, metadata, migrations={1: _add_entities})
+"""The registry's tables, at schema version 2 (1 had no ``model_versions.entities``)."""

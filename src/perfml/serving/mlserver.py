@@ -134,4 +134,6 @@ def _version_from_record(record: dict[str, Any]) -> ModelVersion:
         raw = fields.get(key)
         fields[key] = None if raw is None else datetime.fromisoformat(raw)
     fields["aliases"] = tuple(fields.get("aliases", ()))
+    if fields.get("entities") is not None:
+        fields["entities"] = tuple(fields["entities"])
     return ModelVersion(**fields)
