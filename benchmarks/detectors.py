@@ -12,6 +12,13 @@ Claims measured:
   in turn (as the training pipeline trains a metric's model today) beside a model per host,
   each scoring months 2 and 3 of its host in order (learning as it scores, as a live loop
   does), at the threshold chosen on month 2, judged on month 3;
+- one new point for each of many series: the default detector's per-series path (each
+  series' own state, ``update`` once) against the floor of a bulk pass (one NumPy pass that
+  reads and writes each series' state once: a decayed mean and variance and the z-score of
+  the new point), in points per second; the per-series path is measured on as many series as
+  fit in memory (its cost per point does not depend on how many there are), the floor on
+  100,000 (``bulk_points_per_s_100k`` is the per-series path's figure, until a bulk path
+  exists);
 - the NAB score (normalised, every profile) of every univariate detector on the
   realAWSCloudwatch corpus by NAB's protocol, against Numenta HTM's published results for the
   same files scored in the same run by the same code (ratio ours / HTM);
@@ -251,6 +258,54 @@ def print_fleet(detector: str, figures: dict[str, Any]) -> None:
     )
 
 
+BULK_SERIES = 100_000
+
+
+def bulk_floor(series: int, rounds: int) -> float:
+    """Points per second of the floor: per round, one new point for each of ``series`` series,
+    each series' state (decayed mean and variance) read and written once."""
+    rng = np.random.default_rng(0)
+    mean = rng.normal(50, 5, series)
+    var = np.full(series, 4.0)
+    points = rng.normal(50, 5, (rounds, series))
+    alpha = 0.01
+    began = time.perf_counter()
+    for values in points:
+        delta = values - mean
+        z = np.abs(delta) / np.sqrt(var + 1e-12)
+        mean += alpha * delta
+        var = (1 - alpha) * (var + alpha * delta * delta)
+    seconds = time.perf_counter() - began
+    assert np.isfinite(z).all()
+    return series * rounds / seconds
+
+
+def bench_bulk(detector: str, history: pd.DataFrame, series: int, rounds: int) -> dict[str, Any]:
+    """One new point each for ``series`` series of ``detector`` (each fitted on the same day
+    of history), ``rounds`` times, beside the floor on :data:`BULK_SERIES` series."""
+    frame = history[["ts", "cpu_util"]].rename(columns={"cpu_util": "value"}).iloc[:288]
+    fitted = create(detector).fit(frame)
+    states = [fitted.copy() for _ in range(series)]
+    start = int(frame["ts"].iloc[-1]) + 300_000
+    rng = np.random.default_rng(1)
+    values = rng.normal(float(frame["value"].mean()), 1.0, (rounds, series))
+    began = time.perf_counter()
+    for r in range(rounds):
+        at = start + r * 300_000
+        for state, value in zip(states, values[r].tolist(), strict=True):
+            state.update(at, value)
+    per_series = series * rounds / (time.perf_counter() - began)
+    floor = bulk_floor(BULK_SERIES, rounds)
+    return {
+        "series": series,
+        "rounds": rounds,
+        "per_series_points_per_s": per_series,
+        "floor_series": BULK_SERIES,
+        "floor_points_per_s": floor,
+        "vs_floor": per_series / floor,
+    }
+
+
 def host_frames(months: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A month of history and the following months of one generated host, all six metrics."""
     fleet = generate_fleet(hosts=1, months=months, seed=0, drift_months=[])
@@ -370,6 +425,7 @@ def main() -> None:
     stream_rows = 2_000 if args.quick else 10_000
     repeats = 1 if args.quick else 3
     speed = {d: bench_speed(d, history, later, stream_rows, repeats) for d in chosen}
+    bulk = bench_bulk(args.default, history, 500 if args.quick else 2_000, 3 if args.quick else 5)
 
     default_nab, default_speed = nab.get(args.default), speed[args.default]
     print(
@@ -414,6 +470,12 @@ def main() -> None:
             f"{figures['state_heap_bytes'] / 1024:>9,.0f}Ki "
             f"{figures['state_saved_bytes'] / 1024:>7,.0f}Ki"
         )
+    print(
+        f"\none new point for each of many series ({args.default}): per-series path on "
+        f"{bulk['series']:,} series {bulk['per_series_points_per_s']:,.0f} points/s; floor (one "
+        f"NumPy pass over {bulk['floor_series']:,} states) {bulk['floor_points_per_s']:,.0f} "
+        f"points/s; ratio {bulk['vs_floor']:.3g} (target: >= 1M points/s per core at 100k series)"
+    )
     if default_nab is None:
         print(f"\n{args.default} is multivariate: it has no NAB score on a univariate corpus")
         figures_nab: dict[str, float | None] = dict.fromkeys(PROFILES)
@@ -450,6 +512,9 @@ def main() -> None:
             None if fleet is None else fleet["per_host"]["false_alarm_rate_mean"]
         ),
         "fleet": fleet,
+        "bulk_points_per_s_100k": bulk["per_series_points_per_s"],
+        "bulk_vs_floor": bulk["vs_floor"],
+        "bulk": bulk,
         "state_bytes_per_series": default_speed["state_heap_bytes"],
         "state_saved_bytes_per_series": default_speed["state_saved_bytes"],
         "nab51": nab51,
