@@ -71,3 +71,29 @@ def test_closing_announces_only_what_this_workspace_changed(tmp_path: Path, make
         assert versions == [1, 2]  # its own, and the one left waiting by the other process
     finally:
         receiver.close()
+
+
+def test_a_training_run_announces_its_version_when_its_job_ends(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from perfml.pipelines.local import TrainingRequest
+    from perfml.sources.fleet import generate_fleet, write_fleet
+    from perfml.sources.ingestion import ingest_corpus
+
+    receiver = Receiver()
+    write_fleet(generate_fleet(hosts=1, months=2, seed=4), tmp_path / "fleet")
+    try:
+        with Workspace(Settings(workspace=tmp_path / "ws")) as workspace:
+            ingest_corpus(workspace.store(), tmp_path / "fleet")
+            workspace.registry().add_webhook(receiver.url, "k", ["version_created"])
+            request = TrainingRequest(
+                detector="streaming", metrics=["request_latency_ms"],
+                start=datetime(2024, 1, 1, tzinfo=UTC), end=datetime(2024, 3, 1, tzinfo=UTC),
+                model="latency",
+            )  # fmt: skip
+            done = workspace.train(request)
+            # sent by the register step's process, before the run ended
+            (body,) = [json.loads(body) for _, body in receiver.received]
+            assert (body["model"], body["version"]) == ("latency", done.outcome.version)
+    finally:
+        receiver.close()

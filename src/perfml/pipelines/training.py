@@ -357,7 +357,9 @@ def register(
 ) -> dict[str, Any]:
     """Register the version with its lineage (the window, the metrics, the entities it learnt);
     with ``promote``, move ``alias`` through the gate. Returns the
-    :class:`~perfml.pipelines.outcomes.TrainingOutcome` as JSON."""
+    :class:`~perfml.pipelines.outcomes.TrainingOutcome` as JSON. The webhook events of these
+    changes are sent when the job's workspace closes (:meth:`perfml.workspace.Workspace.close`).
+    """
     from perfml.detectors import load
     from perfml.evaluation.labelled_window import GateDataError, LabelledWindowEvaluator
     from perfml.registry import MetricThreshold, PromotionRefusedError
@@ -395,7 +397,6 @@ def register(
             verdict = GateVerdict.of(refused.gate, str(refused))
         except GateDataError as missing:
             verdict = GateVerdict(passed=False, reason=str(missing))
-    registry.deliver_events()
     outcome = TrainingOutcome(
         run_id=run_id, model=model, version=version.version, promoted=promoted, gate=verdict
     )
