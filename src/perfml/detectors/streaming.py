@@ -1,15 +1,17 @@
 """The default detector: how surprising is this value, given every similar moment seen before?
 
 A point is scored by the probability that the metric lands where it did, estimated without a
-model of its shape: the share of remembered points within a tolerance of it (``±5%`` of the
+model of its shape: the share of the remembered mass within a tolerance of it (``±5%`` of the
 range seen, the tolerance of NAB's spatial check). Three experts estimate it from different
 memories, and a Bayesian mixture weighs them by how well each has predicted so far:
 
-- **global**: the long-run history (``history`` points). A value never seen before gets the
-  Good–Turing probability of novelty (how often past points were new), so a metric that keeps
-  producing new values is not alarmed by yet another one, and a regular one is, loudly;
+- **global**: the long-run history (decayed over ``history`` points). A value never seen
+  before gets the Good–Turing probability of novelty (how often past points were new), so a
+  metric that keeps producing new values is not alarmed by yet another one, and a regular one
+  is, loudly;
 - **phase**: the points seen at the same time of day (the daily cycle of performance metrics);
-- **recent**: the last day, which absorbs a new regime once it has become the norm.
+- **recent**: the last day (decayed over ``recent_hours``), which absorbs a new regime once
+  it has become the norm.
 
 The contextual experts shrink toward the global estimate (one pseudo-observation of it), so a
 value is surprising only if no expert expects it; the mixture's weights follow each expert's
@@ -20,17 +22,12 @@ of recent alarms (decaying over ``rearm_hours``) is reported at ``rearm_factor``
 strength, so that a long episode is announced once. The score of a row uses that row and the
 rows before it; the row is then learnt. Missing values score 0 and are not learnt.
 
-Design record — NAB realAWSCloudwatch, 17 files each scored from scratch, one threshold per
-profile (swept): standard **77.1**, reward_low_FP_rate 73.2, reward_low_FN_rate 80.3, all at
-threshold 0.352 (Numenta HTM: 73.4, 65.8, 76.7); about 1 s for the 67,740 points. Ablation
-(standard): global expert alone 69.3; no phase expert 71.8; no recent expert 73.0;
-equal-weight mixture 73.0; ``+1`` pseudo-count instead of Good–Turing 76.3; no re-arming 75.3.
-Sensitivity: tolerance ±3.3% 72.6, ±4% 74.4, ±6.7% 73.2; re-arming over 1 day 76.0, 8 days
-71.8; recent memory 12 h 76.3, 48 h 73.1; phase bins of 5 / 30 min 76.0 / 76.8; fixed share
-0.02 / 0.1 76.9 / 73.7. Random 9-file halves: mean 77.8, 10th–90th percentile 70–85. Tried
-and dropped, as each lowered the score: a forecast-residual expert, a log/asinh value scale,
-an extreme-value tail beyond the range, Numenta's likelihood of averaged surprise (alone
-64.8), a 1-hour-median view, per-series standardisation of the surprise, a triangular kernel.
+**The memory is a sketch, not the points**: decayed counts in 60 bins over the series' range
+(global and recent) and in 20 bins for each half hour of the day (phase), on a grid that widens
+when a value falls outside it — 2,504 bytes per series whatever its length. Every series is a
+row of the same arrays, so :meth:`StreamingDetector.step_rows` scores (and learns) one new
+point of each of many series in a few NumPy passes; the per-series path is the same code on
+one row, so both give the same scores.
 
 >>> import numpy as np
 >>> ts = np.arange(3000, dtype=np.int64) * 300_000
@@ -43,23 +40,57 @@ an extreme-value tail beyond the range, Numenta's likelihood of averaged surpris
 
 from __future__ import annotations
 
-import copy
-import math
-from bisect import bisect_left, bisect_right, insort
-from collections import deque
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
 from perfml.detectors.base import Detector, DetectorParams, State, register
+from perfml.detectors.binned import rebin, window, window_mass
 from perfml.detectors.errors import BadInputError
 from perfml.detectors.frames import Floats, Millis
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
-MINUTE_MS = 60_000
+BINS = 60
+"""Bins of the global and recent histograms: the tolerance of ±5% is 3 of them."""
+PHASE_BINS = 20
+"""Bins of each time-of-day histogram (3 global bins each)."""
+PHASES = 48
+"""Time-of-day histograms: one per half hour."""
+GRID_MARGIN = 0.1
+"""A widened grid reaches past the new value by this share of the range seen."""
+RENORMALISE = 1e-4
+"""Stored counts are rescaled when their lazy decay factor falls below this."""
+PHASE_RENORMALISE = 1.0 / 16.0
+"""The same for the time-of-day counts, stored in half precision."""
+NOVEL_BELOW = 0.5
+"""A point is new when less remembered mass than this lies within the tolerance of it."""
+
+# The per-series numbers, one column each of ``memory``.
+(
+    SPAN_LO,
+    SPAN_HI,
+    GRID_LO,
+    GRID_HI,
+    SCALE,
+    TOTAL,
+    NOVEL,
+    RECENT_AT,
+    RECENT_TOTAL,
+    W_GLOBAL,
+    W_PHASE,
+    W_RECENT,
+    ALARM,
+    LAST_TS,
+    SEEN,
+) = range(15)
+MEMORY = 15
+
+Bank = dict[str, npt.NDArray[Any]]
+"""The states of many series: ``memory`` (rows × 15 float64), ``counts`` and ``recent``
+(rows × 60 float32), ``phase`` (rows × 48 × 20 float16)."""
 
 
 @register
@@ -67,18 +98,17 @@ class StreamingDetector(Detector):
     """Scores each point by how improbable it is under a mixture of remembered contexts."""
 
     name = "streaming"
+    state_version = 2
+    vectorised: ClassVar[bool] = True
 
     class Params(DetectorParams):
         resolution: float = Field(
-            0.05, gt=0.0, lt=1.0, description="tolerance: a fraction of the range of the history"
+            0.05, gt=0.0, le=0.25, description="tolerance: a fraction of the range of the history"
         )
         history: int = Field(
             8064, ge=32, description="points of long-run memory (4 weeks of 5-minute samples)"
         )
         recent_hours: float = Field(24.0, gt=0.0, description="the recent expert's memory")
-        phase_minutes: float = Field(
-            15.0, gt=0.0, le=480.0, description="width of a time-of-day bin (±1 bin is matched)"
-        )
         share: float = Field(0.05, gt=0.0, lt=1.0, description="fixed share of the mixture")
         rearm_hours: float = Field(96.0, gt=0.0, description="decay of the alarm level")
         rearm_factor: float = Field(
@@ -90,41 +120,235 @@ class StreamingDetector(Detector):
     params: Params
 
     def reset(self) -> None:
-        # The history as it arrived, and whether each point was new when it came.
-        self._ts: deque[int] = deque()
-        self._values: deque[float] = deque()
-        self._novel: deque[int] = deque()
-        self._novel_count = 0
-        # The same points sorted, by time-of-day bin, and those of the recent window.
-        self._sorted: list[float] = []
-        self._phases: dict[int, list[float]] = {}
-        self._recent: deque[tuple[int, float]] = deque()
-        self._recent_sorted: list[float] = []
-        self._weights = [1.0 / 3.0] * 3
-        self._alarm = 0.0
-        self._last_ts: int | None = None
-        p = self.params
-        self._phase_ms = max(1, round(p.phase_minutes * MINUTE_MS))
-        self._phase_bins = -(-DAY_MS // self._phase_ms)
-        self._recent_ms = p.recent_hours * HOUR_MS
-        self._rearm_ms = p.rearm_hours * HOUR_MS
+        self.bank = self.new_bank(1)
 
-    # -- scoring ----------------------------------------------------------------------------
+    # -- many series -------------------------------------------------------------------------
+
+    def new_bank(self, rows: int) -> Bank:
+        """The states of ``rows`` series that have seen nothing."""
+        memory = np.zeros((rows, MEMORY))
+        memory[:, SCALE] = 1.0
+        memory[:, [W_GLOBAL, W_PHASE, W_RECENT]] = 1.0 / 3.0
+        memory[:, LAST_TS] = np.nan
+        return {
+            "memory": memory,
+            "counts": np.zeros((rows, BINS), np.float32),
+            "recent": np.zeros((rows, BINS), np.float32),
+            "phase": np.zeros((rows, PHASES, PHASE_BINS), np.float16),
+            "phase_total": np.zeros((rows, PHASES), np.float32),
+            "phase_scale": np.ones((rows, PHASES), np.float32),
+        }
+
+    def step_rows(
+        self, bank: Bank, rows: npt.NDArray[np.intp], ts: Millis, values: Floats, learn: bool
+    ) -> Floats:
+        """Score one new point of each of the series ``rows`` (distinct) of ``bank``, at
+        ``ts`` with ``values``; with ``learn``, then learn them (``bank`` is changed in place).
+        """
+        p = self.params
+        memory = bank["memory"][rows]
+        x = np.asarray(values, np.float64)
+        t = np.asarray(ts, np.int64)
+        finite = np.isfinite(x)
+        x = np.where(finite, x, 0.0)
+        warm = finite & (memory[:, SEEN] > p.warmup)
+
+        # Where x lies on each series' grid, in global bins; the tolerance around it.
+        lo, hi = memory[:, GRID_LO], memory[:, GRID_HI]
+        width = np.where(hi > lo, (hi - lo) / BINS, 1.0)
+        tolerance = np.maximum(p.resolution * (memory[:, SPAN_HI] - memory[:, SPAN_LO]), width)
+        low, high = (x - tolerance - lo) / width, (x + tolerance - lo) / width
+
+        columns, overlap = window(low, high, _reach(p.resolution, BINS), BINS)
+        near = window_mass(bank["counts"], rows, columns, overlap) * memory[:, SCALE]
+        total = memory[:, TOTAL] * memory[:, SCALE]
+        novelty = (memory[:, NOVEL] * memory[:, SCALE] + 1.0) / (total + 1.0)
+        p_global = (near + novelty) / (total + 1.0)
+
+        phase = ((t % DAY_MS) * PHASES // DAY_MS).astype(np.intp)
+        per_phase_bin = BINS / PHASE_BINS
+        columns_p, overlap_p = window(low / per_phase_bin, high / per_phase_bin,
+                                      _reach(p.resolution, PHASE_BINS), PHASE_BINS)  # fmt: skip
+        # The day's phase before, this one and the one after, side by side.
+        around = rows[:, None] * PHASES + (phase[:, None] + np.array([-1, 0, 1])) % PHASES
+        scale = np.take(bank["phase_scale"], around)
+        cells = around[:, :, None] * PHASE_BINS + columns_p[:, None, :]
+        found = np.take(bank["phase"].reshape(-1), cells).astype(np.float32)
+        near_phase = np.einsum("ijk,ik,ij->i", found, overlap_p, scale, dtype=np.float64)
+        seen_phase = np.einsum("ij,ij->i", np.take(bank["phase_total"], around), scale,
+                               dtype=np.float64)  # fmt: skip
+        p_phase = (near_phase + p_global) / (seen_phase + 1.0)
+
+        fade = np.exp(-np.maximum(t - memory[:, RECENT_AT], 0.0) / (p.recent_hours * HOUR_MS))
+        near_recent = window_mass(bank["recent"], rows, columns, overlap) * fade
+        recent_total = memory[:, RECENT_TOTAL] * fade
+        p_recent = (near_recent + p_global) / (recent_total + 1.0)
+
+        weights = memory[:, [W_GLOBAL, W_PHASE, W_RECENT]]
+        experts = np.column_stack([p_global, p_phase, p_recent])
+        mixed = np.einsum("ij,ij->i", weights, experts)
+        updated = weights * experts * ((1.0 - p.share) / mixed)[:, None] + p.share / 3.0
+        level = -np.log10(mixed) / p.full_scale
+        since = np.where(np.isnan(memory[:, LAST_TS]), 0.0, t - memory[:, LAST_TS])
+        alarm = memory[:, ALARM] * np.exp(-np.maximum(since, 0.0) / (p.rearm_hours * HOUR_MS))
+        scores = np.where(level > alarm, level, level * p.rearm_factor)
+        scores = np.where(warm, np.minimum(scores, 1.0), 0.0)
+        if not learn:
+            return scores
+
+        memory[:, [W_GLOBAL, W_PHASE, W_RECENT]] = np.where(warm[:, None], updated, weights)
+        memory[:, ALARM] = np.where(warm, np.maximum(alarm, level), memory[:, ALARM])
+        novel = warm & (near < NOVEL_BELOW)
+        self._learn(bank, rows[finite], memory[finite], t[finite], x[finite], novel[finite])
+        return scores
+
+    def _learn(
+        self,
+        bank: Bank,
+        rows: npt.NDArray[np.intp],
+        memory: Floats,
+        t: Millis,
+        x: Floats,
+        novel: npt.NDArray[np.bool_],
+    ) -> None:
+        """Add the points to the memories of ``rows`` (``memory``: theirs, changed in place)."""
+        p = self.params
+        first = memory[:, SEEN] == 0
+        memory[first, SPAN_LO] = memory[first, SPAN_HI] = x[first]
+        nudge = np.maximum(np.abs(x[first]), 1.0) * 1e-9
+        memory[first, GRID_LO], memory[first, GRID_HI] = x[first] - nudge, x[first] + nudge
+        memory[:, SPAN_LO] = np.minimum(memory[:, SPAN_LO], x)
+        memory[:, SPAN_HI] = np.maximum(memory[:, SPAN_HI], x)
+        outside = (x < memory[:, GRID_LO]) | (x >= memory[:, GRID_HI])
+        if outside.any():
+            self._widen(bank, rows[outside], memory[outside], x[outside])
+            memory[outside] = bank["memory"][rows[outside]]
+
+        lo, hi = memory[:, GRID_LO], memory[:, GRID_HI]
+        where = np.clip(((x - lo) / (hi - lo) * BINS).astype(np.intp), 0, BINS - 1)
+        # Global: decayed per point, lazily (counts are stored divided by SCALE).
+        keep = 1.0 - 1.0 / p.history
+        memory[:, SCALE] *= keep
+        scale = memory[:, SCALE]
+        memory[:, TOTAL] += 1.0 / scale
+        memory[:, NOVEL] += novel / scale
+        flat = rows * BINS + where  # rows are distinct: no cell is added to twice
+        bank["counts"].reshape(-1)[flat] += (1.0 / scale).astype(np.float32)
+        # Recent: decayed over time, lazily (stored relative to RECENT_AT).
+        tau = p.recent_hours * HOUR_MS
+        first_recent = memory[:, SEEN] == 0
+        memory[first_recent, RECENT_AT] = t[first_recent]
+        grow = np.exp((t - memory[:, RECENT_AT]) / tau)
+        memory[:, RECENT_TOTAL] += grow
+        bank["recent"].reshape(-1)[flat] += grow.astype(np.float32)
+        # Phase: each half hour's histogram decays as it gains a point, lazily too.
+        phase = ((t % DAY_MS) * PHASES // DAY_MS).astype(np.intp)
+        cell = rows * PHASES + phase
+        scales = bank["phase_scale"].reshape(-1)
+        scales[cell] *= np.float32(1.0 - PHASES / max(p.history, 2 * PHASES))
+        added = 1.0 / scales[cell]
+        bank["phase"].reshape(-1)[cell * PHASE_BINS + where * PHASE_BINS // BINS] += added
+        bank["phase_total"].reshape(-1)[cell] += added
+        low_scale = scales[cell] < PHASE_RENORMALISE
+        if low_scale.any():
+            fix = cell[low_scale]
+            folded = bank["phase"].reshape(-1, PHASE_BINS)[fix] * scales[fix, None]
+            bank["phase"].reshape(-1, PHASE_BINS)[fix] = folded
+            bank["phase_total"].reshape(-1)[fix] *= scales[fix]
+            scales[fix] = 1.0
+
+        memory[:, LAST_TS] = t
+        memory[:, SEEN] = np.minimum(memory[:, SEEN] + 1, 1e15)
+        bank["memory"][rows] = memory
+        self._renormalise(bank, rows, memory, t)
+
+    def _widen(
+        self, bank: Bank, rows: npt.NDArray[np.intp], memory: Floats, x: Floats
+    ) -> None:
+        """Widen the grids of ``rows`` to hold ``x``, re-binning their counts."""
+        lo, hi = memory[:, GRID_LO].copy(), memory[:, GRID_HI].copy()
+        margin = GRID_MARGIN * (memory[:, SPAN_HI] - memory[:, SPAN_LO])
+        new_lo = np.where(x < lo, x - margin, lo)
+        new_hi = np.where(x >= hi, x + margin, hi)
+        for name in ("counts", "recent", "phase"):
+            bank[name][rows] = rebin(bank[name][rows], lo, hi, new_lo, new_hi)
+        memory[:, GRID_LO], memory[:, GRID_HI] = new_lo, new_hi
+        bank["memory"][rows] = memory
+
+    def _renormalise(
+        self, bank: Bank, rows: npt.NDArray[np.intp], memory: Floats, t: Millis
+    ) -> None:
+        """Fold the lazy decay into the stored counts where it has grown large."""
+        small = memory[:, SCALE] < RENORMALISE
+        if small.any():
+            fix, scale = rows[small], memory[small, SCALE]
+            bank["counts"][fix] = (bank["counts"][fix] * scale[:, None]).astype(np.float32)
+            bank["memory"][fix, TOTAL] *= scale
+            bank["memory"][fix, NOVEL] *= scale
+            bank["memory"][fix, SCALE] = 1.0
+        tau = self.params.recent_hours * HOUR_MS
+        old = (t - memory[:, RECENT_AT]) / tau > 8.0
+        if old.any():
+            fix, fade = rows[old], np.exp(-(t[old] - memory[old, RECENT_AT]) / tau)
+            bank["recent"][fix] = (bank["recent"][fix] * fade[:, None]).astype(np.float32)
+            bank["memory"][fix, RECENT_TOTAL] *= fade
+            bank["memory"][fix, RECENT_AT] = t[old]
+
+    def prior(self, bank: Bank) -> Bank:
+        """One state that summarises every series of ``bank``: the fleet prior a series never
+        seen starts from. Their counts are put on one grid (the union of theirs) and averaged;
+        the mixture's weights are averaged; the alarm level starts at zero."""
+        memory = bank["memory"]
+        seen = memory[:, SEEN] > 0
+        merged = self.new_bank(1)
+        if not seen.any():
+            return merged
+        memory = memory[seen]
+        lo, hi = memory[:, GRID_LO], memory[:, GRID_HI]
+        union_lo, union_hi = np.full_like(lo, lo.min()), np.full_like(hi, hi.max())
+        into = merged["memory"][0]
+        for name in ("counts", "recent"):
+            fade = memory[:, SCALE] if name == "counts" else np.ones(len(memory))
+            moved = rebin(bank[name][seen], lo, hi, union_lo, union_hi) * fade[:, None]
+            merged[name][0] = moved.mean(axis=0).astype(np.float32)
+        phase_scale = bank["phase_scale"][seen]
+        phase = rebin(bank["phase"][seen], lo, hi, union_lo, union_hi).astype(np.float32)
+        merged["phase"][0] = (phase * phase_scale[..., None]).mean(axis=0).astype(np.float16)
+        merged["phase_total"][0] = (bank["phase_total"][seen] * phase_scale).mean(axis=0)
+        latest = memory[:, RECENT_AT].max()
+        tau = self.params.recent_hours * HOUR_MS
+        recent_fade = np.exp(-(latest - memory[:, RECENT_AT]) / tau)
+        merged["recent"][0] *= np.float32(np.mean(recent_fade))
+        into[SPAN_LO], into[SPAN_HI] = memory[:, SPAN_LO].min(), memory[:, SPAN_HI].max()
+        into[GRID_LO], into[GRID_HI] = lo.min(), hi.max()
+        into[SCALE] = 1.0
+        into[TOTAL] = np.mean(memory[:, TOTAL] * memory[:, SCALE])
+        into[NOVEL] = np.mean(memory[:, NOVEL] * memory[:, SCALE])
+        into[RECENT_AT] = latest
+        into[RECENT_TOTAL] = np.mean(memory[:, RECENT_TOTAL] * recent_fade)
+        weights = memory[:, [W_GLOBAL, W_PHASE, W_RECENT]].mean(axis=0)
+        into[[W_GLOBAL, W_PHASE, W_RECENT]] = weights / weights.sum()
+        into[LAST_TS] = memory[:, LAST_TS].max()
+        into[SEEN] = memory[:, SEEN].max()
+        return merged
+
+    # -- one series --------------------------------------------------------------------------
+
+    _ROW = np.zeros(1, np.intp)
 
     def update(self, ts: int, value: float | Floats) -> float:
-        return self._step(int(ts), _scalar(value, self.name))
+        x = np.array([_scalar(value, self.name)])
+        return float(self.step_rows(self.bank, self._ROW, np.array([int(ts)]), x, True)[0])
 
     def score_arrays(self, ts: Millis, values: Floats) -> Floats:
-        step = self._step
-        return np.array(
-            [step(t, x) for t, x in zip(ts.tolist(), _column(values, self.name), strict=True)],
-            dtype=np.float64,
-        )
+        column = _column(values, self.name)
+        out = np.empty(len(column))
+        for i in range(len(column)):
+            out[i] = self.step_rows(self.bank, self._ROW, ts[i : i + 1], column[i : i + 1], True)[0]
+        return out
 
     def learn(self, ts: Millis, values: Floats) -> None:
-        step = self._step
-        for t, x in zip(ts.tolist(), _column(values, self.name), strict=True):
-            step(t, x)
+        self.score_arrays(ts, values)
 
     def score_values(self, ts: Millis, values: Floats) -> Floats:
         """Scores of the rows; the detector is left unchanged.
@@ -134,155 +358,32 @@ class StreamingDetector(Detector):
         """
         if len(ts) != 1:
             return self.copy().score_arrays(ts, values)
-        x = _column(values, self.name)[0]
-        if not math.isfinite(x) or len(self._sorted) <= self.params.warmup:
-            return np.zeros(1)
-        return np.array([self._surprise(int(ts[0]), x)[0]])
+        column = _column(values, self.name)
+        return self.step_rows(self.bank, self._ROW, ts[:1], column[:1], False)
 
     def copy(self) -> Self:
-        """An independent detector in the same state, without copying the numbers themselves.
-
-        The memories are containers of immutable floats, so copying each container (not its
-        items, as :func:`copy.deepcopy` would, one object at a time) makes an independent
-        detector ~100 times faster: a week of 5-minute points copies in ~0.1 ms.
-        """
-        twin = copy.copy(self)
-        twin._ts, twin._values, twin._novel = (
-            deque(self._ts),
-            deque(self._values),
-            deque(self._novel),
-        )
-        twin._sorted = self._sorted.copy()
-        twin._phases = {phase: found.copy() for phase, found in self._phases.items()}
-        twin._recent = deque(self._recent)
-        twin._recent_sorted = self._recent_sorted.copy()
-        twin._weights = self._weights.copy()
+        twin = self.__class__(**self.params.model_dump())
+        twin.bank = {name: array.copy() for name, array in self.bank.items()}
         twin.columns = None if self.columns is None else list(self.columns)
         return twin
-
-    def _step(self, t: int, x: float) -> float:
-        """Score ``x`` at ``t`` against the memories, then learn it (a missing value: 0)."""
-        if not math.isfinite(x):
-            return 0.0
-        if len(self._sorted) <= self.params.warmup:
-            self._learn(t, x, novel=False)
-            return 0.0
-        score, self._weights, self._alarm, novel = self._surprise(t, x)
-        self._learn(t, x, novel=novel)
-        return score
-
-    def _surprise(self, t: int, x: float) -> tuple[float, list[float], float, bool]:
-        """The score of ``x`` at ``t`` and the mixture and alarm level after it; no change made.
-
-        Returns ``(score, weights, alarm, novel)``: ``novel`` tells whether no remembered
-        point was within the tolerance of ``x``.
-        """
-        found = self._sorted
-        n = len(found)
-        p = self.params
-        tolerance = (found[-1] - found[0]) * p.resolution
-        low, high = x - tolerance, x + tolerance
-        near = bisect_right(found, high) - bisect_left(found, low)
-        novelty = (self._novel_count + 1) / (n + 1)
-        p_global = (near + novelty) / (n + 1)
-        p_phase = self._phase_probability(t, low, high, p_global)
-        recent = self._recent_sorted
-        near_recent = bisect_right(recent, high) - bisect_left(recent, low)
-        p_recent = (near_recent + p_global) / (len(recent) + 1)
-        w_global, w_phase, w_recent = self._weights
-        mixed = w_global * p_global + w_phase * p_phase + w_recent * p_recent
-        keep, spread = (1.0 - p.share) / mixed, p.share / 3.0
-        weights = [
-            w_global * p_global * keep + spread,
-            w_phase * p_phase * keep + spread,
-            w_recent * p_recent * keep + spread,
-        ]
-        level = -math.log10(mixed) / p.full_scale
-        alarm = self._alarm
-        if self._last_ts is not None:
-            alarm *= math.exp(-max(t - self._last_ts, 0) / self._rearm_ms)
-        score = level if level > alarm else level * p.rearm_factor
-        return min(score, 1.0), weights, max(alarm, level), near == 0
-
-    def _phase_probability(self, t: int, low: float, high: float, p_global: float) -> float:
-        here = (t % DAY_MS) // self._phase_ms
-        bins = self._phase_bins
-        near = seen = 0
-        for number in {(here - 1) % bins, here, (here + 1) % bins}:
-            found = self._phases.get(number)
-            if found:
-                near += bisect_right(found, high) - bisect_left(found, low)
-                seen += len(found)
-        return (near + p_global) / (seen + 1)
-
-    # -- learning ---------------------------------------------------------------------------
-
-    def _learn(self, t: int, x: float, novel: bool) -> None:
-        self._ts.append(t)
-        self._values.append(x)
-        self._novel.append(int(novel))
-        self._novel_count += int(novel)
-        insort(self._sorted, x)
-        insort(self._phases.setdefault((t % DAY_MS) // self._phase_ms, []), x)
-        self._recent.append((t, x))
-        insort(self._recent_sorted, x)
-        self._last_ts = t
-        recent, horizon = self._recent, t - self._recent_ms
-        while recent[0][0] < horizon:
-            _remove(self._recent_sorted, recent.popleft()[1])
-        if len(self._values) > self.params.history:
-            old_t, old_x = self._ts.popleft(), self._values.popleft()
-            self._novel_count -= self._novel.popleft()
-            _remove(self._sorted, old_x)
-            phase = (old_t % DAY_MS) // self._phase_ms
-            _remove(self._phases[phase], old_x)
-            if not self._phases[phase]:
-                del self._phases[phase]
-            # The recent window is the newest part of the history, never more than all of it.
-            if len(recent) > len(self._values):
-                _remove(self._recent_sorted, recent.popleft()[1])
 
     # -- state ------------------------------------------------------------------------------
 
     def get_state(self) -> State:
-        meta: dict[str, Any] = {"novel_count": self._novel_count, "last_ts": self._last_ts}
-        arrays: dict[str, npt.NDArray[Any]] = {
-            "ts": np.array(self._ts, dtype=np.int64),
-            "values": np.array(self._values, dtype=np.float64),
-            "novel": np.array(self._novel, dtype=np.int8),
-            "recent": np.array([len(self._recent)], dtype=np.int64),
-            "mixture": np.array([*self._weights, self._alarm], dtype=np.float64),
-        }
-        return meta, arrays
+        return {}, {name: array.copy() for name, array in self.bank.items()}
 
     def set_state(self, meta: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
-        ts = [int(t) for t in arrays["ts"].tolist()]
-        values = [float(x) for x in arrays["values"].tolist()]
-        novel = [int(flag) for flag in arrays["novel"].tolist()]
-        recent = int(arrays["recent"][0])
-        mixture = [float(w) for w in arrays["mixture"].tolist()]
-        if not (len(ts) == len(values) == len(novel) and 0 <= recent <= len(ts)):
-            raise ValueError("history arrays of different lengths")
-        if len(mixture) != 4 or len(ts) > self.params.history:
-            raise ValueError("mixture or history of the wrong size")
-        self.reset()
-        self._ts, self._values, self._novel = deque(ts), deque(values), deque(novel)
-        self._novel_count = int(meta["novel_count"])
-        self._sorted = sorted(values)
-        for t, x in zip(ts, values, strict=True):
-            self._phases.setdefault((t % DAY_MS) // self._phase_ms, []).append(x)
-        for found in self._phases.values():
-            found.sort()
-        start = len(ts) - recent
-        self._recent = deque(zip(ts[start:], values[start:], strict=True))
-        self._recent_sorted = sorted(values[start:])
-        self._weights, self._alarm = mixture[:3], mixture[3]
-        last = meta["last_ts"]
-        self._last_ts = None if last is None else int(last)
+        fresh = self.new_bank(1)
+        for name, array in fresh.items():
+            given = arrays.get(name)
+            if given is None or given.shape != array.shape or given.dtype != array.dtype:
+                raise ValueError(f"state array {name!r} missing or of the wrong shape or dtype")
+        self.bank = {name: arrays[name].copy() for name in fresh}
 
 
-def _remove(found: list[float], x: float) -> None:
-    del found[bisect_left(found, x)]
+def _reach(resolution: float, bins: int) -> int:
+    """Bins a window of ``±resolution`` of the range (at least one bin each way) can touch."""
+    return int(np.ceil(2 * max(resolution * bins, 1.0))) + 1
 
 
 def _scalar(value: float | Floats, detector: str) -> float:
@@ -292,8 +393,7 @@ def _scalar(value: float | Floats, detector: str) -> float:
     return float(array[0])
 
 
-def _column(values: Floats, detector: str) -> list[float]:
+def _column(values: Floats, detector: str) -> Floats:
     if values.ndim != 1:
         raise BadInputError(detector, f"scores one value column, got {values.shape[1]}")
-    result: list[float] = values.astype(np.float64, copy=False).tolist()
-    return result
+    return values.astype(np.float64, copy=False)

@@ -1,0 +1,219 @@
+"""One detector state per series: the model of a metric across a fleet.
+
+:class:`SeriesStates` holds, for one detector kind and parameters, a state per entity (host,
+VM, service) and a *fleet prior*: the state an entity never seen starts from, so a new host
+gets sensible scores from its first point and then its own state. It scores and learns points
+of many series in one call over arrays (the entity's row, ts, value):
+
+- :meth:`SeriesStates.learn` / :meth:`SeriesStates.step` score each point against its own
+  series as it stands and then learn it, in order per series;
+- :meth:`SeriesStates.score` scores without learning, so a point gets the same answer whether
+  it comes alone or among others (what serving does).
+
+A detector that declares ``vectorised = True`` (the default ``streaming``) keeps every series
+as a row of the same arrays and scores one point of each of many series in a few NumPy passes
+(:meth:`~perfml.detectors.streaming.StreamingDetector.step_rows`); any other detector keeps
+one object per series, scored one by one — the same answers, more slowly.
+
+>>> import numpy as np
+>>> states = SeriesStates.empty(create("streaming"))
+>>> rows = states.rows(["web-1", "web-2"], add=True)
+>>> ts = np.arange(400, dtype=np.int64) * 300_000
+>>> both = np.repeat(rows, 400), np.tile(ts, 2)
+>>> values = np.concatenate([50 + np.sin(np.arange(400) / 9), 10 + np.cos(np.arange(400) / 7)])
+>>> _ = states.step(both[0], both[1], values)
+>>> unusual = states.score(rows, np.full(2, ts[-1] + 300_000), np.array([50.2, 50.2]))
+>>> bool(unusual[1] > unusual[0])               # 50.2 is normal for web-1, not for web-2
+True
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from perfml.detectors.base import Detector, create
+from perfml.detectors.frames import Floats, Millis
+
+Rows = npt.NDArray[np.intp]
+PRIOR = -1
+"""The row of an entity never seen, when it is not added: scored against the fleet prior."""
+
+
+class SeriesStates:
+    """The states of many series of one detector (see the module's docstring)."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        entities: Sequence[str],
+        bank: dict[str, npt.NDArray[Any]] | list[Detector],
+        prior: Detector,
+    ) -> None:
+        self.detector = detector
+        """The kind, parameters and value columns; its own state is not used."""
+        self.entities = list(entities)
+        self._index = {entity: row for row, entity in enumerate(self.entities)}
+        self.bank = bank
+        self.prior = prior
+        """The fleet prior, as a detector of its own."""
+
+    @classmethod
+    def empty(cls, detector: Detector) -> SeriesStates:
+        """No series yet; the prior is ``detector`` as it stands."""
+        if vectorised(detector):
+            bank: dict[str, npt.NDArray[Any]] | list[Detector] = detector.new_bank(0)  # type: ignore[attr-defined]
+        else:
+            bank = []
+        return cls(detector, [], bank, detector.copy())
+
+    @property
+    def vectorised(self) -> bool:
+        return isinstance(self.bank, dict)
+
+    def __len__(self) -> int:
+        return len(self.entities)
+
+    def __contains__(self, entity: object) -> bool:
+        return entity in self._index
+
+    # -- rows -----------------------------------------------------------------------------
+
+    def rows(self, entities: Iterable[str], add: bool = False) -> Rows:
+        """The row of each entity; one never seen is added (from the prior) with ``add``, or
+        is :data:`PRIOR`."""
+        names = list(entities)
+        unique = dict.fromkeys(names)
+        if add:
+            self.add([entity for entity in unique if entity not in self._index])
+        index = self._index
+        return np.fromiter((index.get(e, PRIOR) for e in names), np.intp, len(names))
+
+    def add(self, entities: Sequence[str]) -> None:
+        """New series, each starting from the prior."""
+        fresh = [entity for entity in dict.fromkeys(entities) if entity not in self._index]
+        if not fresh:
+            return
+        for entity in fresh:
+            self._index[entity] = len(self.entities)
+            self.entities.append(entity)
+        if isinstance(self.bank, dict):
+            prior = self.prior.bank  # type: ignore[attr-defined]
+            self.bank = {
+                name: np.concatenate([np.asarray(array), np.repeat(prior[name], len(fresh), 0)])
+                for name, array in self.bank.items()
+            }
+        else:
+            self.bank.extend(self.prior.copy() for _ in fresh)
+
+    # -- scoring --------------------------------------------------------------------------
+
+    def score(self, rows: Rows, ts: Millis, values: Floats) -> Floats:
+        """Each point scored against its series' state as it stands (the prior's for
+        :data:`PRIOR`); nothing is learnt."""
+        rows = np.asarray(rows, np.intp)
+        out = np.zeros(len(rows))
+        known = rows != PRIOR
+        if isinstance(self.bank, dict):
+            step = self.detector.step_rows  # type: ignore[attr-defined]
+            if known.any():
+                out[known] = step(self.bank, rows[known], ts[known], values[known], False)
+            if (~known).any():
+                zeros = np.zeros(int((~known).sum()), np.intp)
+                prior = self.prior.bank  # type: ignore[attr-defined]
+                out[~known] = step(prior, zeros, ts[~known], values[~known], False)
+            return out
+        for i, row in enumerate(rows.tolist()):
+            model = self.prior if row == PRIOR else self.bank[row]
+            out[i] = model.score_values(ts[i : i + 1], values[i : i + 1])[0]
+        return out
+
+    def step(self, rows: Rows, ts: Millis, values: Floats) -> Floats:
+        """Score each point, then learn it, in the order given within each series (the
+        series' points must not go back in time). Every row must be a series' (not PRIOR)."""
+        rows = np.asarray(rows, np.intp)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self.entities)):
+            raise IndexError(f"rows must be of the {len(self.entities)} series")
+        out = np.zeros(len(rows))
+        if isinstance(self.bank, dict):
+            step = self.detector.step_rows  # type: ignore[attr-defined]
+            for points in _rounds(rows):
+                out[points] = step(self.bank, rows[points], ts[points], values[points], True)
+            return out
+        order = np.argsort(rows, kind="stable")
+        cuts = np.flatnonzero(np.diff(rows[order])) + 1
+        for part in np.split(order, cuts) if len(order) else []:
+            model = self.bank[int(rows[part[0]])]
+            out[part] = model.score_arrays(ts[part], values[part])
+        return out
+
+    def learn(self, rows: Rows, ts: Millis, values: Floats) -> None:
+        """:meth:`step`, scores dropped."""
+        self.step(rows, ts, values)
+
+    # -- one series as a detector ------------------------------------------------------------
+
+    def series(self, entity: str) -> Detector:
+        """A detector in the state of ``entity`` (the prior's if it was never seen)."""
+        row = self._index.get(entity)
+        if row is None:
+            return self.prior.copy()
+        if isinstance(self.bank, dict):
+            model = self.detector.copy()
+            model.bank = {name: np.array(a[row : row + 1]) for name, a in self.bank.items()}  # type: ignore[attr-defined]
+            return model
+        return self.bank[row].copy()
+
+    def refresh_prior(self) -> None:
+        """Make the prior summarise every series learnt so far."""
+        if isinstance(self.bank, dict):
+            prior = self.detector.copy()
+            prior.bank = self.detector.prior(self.bank)  # type: ignore[attr-defined]
+            self.prior = prior
+        elif self.bank:
+            # A detector without a vectorised form has no merge: the series learnt most.
+            self.prior = copy.deepcopy(self.bank[-1])
+
+    def state_bytes(self) -> int:
+        """Bytes of state per series (of a vectorised bank; else of the prior's arrays)."""
+        if isinstance(self.bank, dict):
+            per_row = self.detector.new_bank(1)  # type: ignore[attr-defined]
+            return sum(array.nbytes for array in per_row.values())
+        _, arrays = self.prior.get_state()
+        return sum(array.nbytes for array in arrays.values())
+
+
+def vectorised(detector: Detector) -> bool:
+    """Whether ``detector`` keeps many series as rows of the same arrays."""
+    return bool(getattr(type(detector), "vectorised", False))
+
+
+def _rounds(rows: Rows) -> Iterable[Rows]:
+    """The positions of ``rows`` in rounds in which no row repeats: the k-th point of each
+    series in round k, so each series' points keep their order."""
+    if len(rows) == 0:
+        return []
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    lengths = np.diff(np.r_[starts, len(rows)])
+    rank = np.arange(len(rows)) - np.repeat(starts, lengths)
+    by_rank = np.argsort(rank, kind="stable")
+    cuts = np.flatnonzero(np.diff(rank[by_rank])) + 1
+    return np.split(order[by_rank], cuts)
+
+
+def fit_series(
+    detector: Detector, entities: Sequence[str], frames: Iterable[tuple[Millis, Floats]]
+) -> SeriesStates:
+    """States learnt by ``detector``'s kind for each entity from its own ``(ts, values)``."""
+    states = SeriesStates.empty(create(detector.name, **detector.params.model_dump()))
+    for entity, (ts, values) in zip(entities, frames, strict=True):
+        rows = states.rows([entity] * len(ts), add=True)
+        states.learn(rows, ts, values)
+    states.refresh_prior()
+    return states
