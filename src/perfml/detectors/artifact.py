@@ -32,7 +32,9 @@ from perfml.detectors.errors import ArtifactError
 FORMAT = "perfml-detector"
 FORMAT_VERSION = 1
 MANIFEST = "detector.json"
-MAX_BYTES = 4 << 30
+MAX_BYTES = 64 << 30
+STORED_FROM = 1 << 20
+"""Arrays this large are stored uncompressed, so that they can be memory-mapped."""
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -87,15 +89,19 @@ def write(
         with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for member, blob in [(MANIFEST, text), *sorted(blobs.items())]:
                 info = zipfile.ZipInfo(member, date_time=_EPOCH)
-                info.compress_type = zipfile.ZIP_DEFLATED
+                large = len(blob) >= STORED_FROM
+                info.compress_type = zipfile.ZIP_STORED if large else zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
                 archive.writestr(info, blob)
         # Returning inside the block still completes it: the file is in place when we return.
         return hashlib.sha256(temporary.read_bytes()).hexdigest()
 
 
-def read(path: str | os.PathLike[str]) -> Saved:
-    """Read and verify a saved detector (see the module's description of what is refused)."""
+def read(path: str | os.PathLike[str], mmap: bool = False) -> Saved:
+    """Read and verify a saved detector (see the module's description of what is refused).
+
+    With ``mmap``, a large array stored uncompressed is memory-mapped read-only rather than
+    read (its digest is still checked, reading it once in chunks)."""
     path = Path(path)
     try:
         archive = zipfile.ZipFile(path)
@@ -115,13 +121,17 @@ def read(path: str | os.PathLike[str]) -> Saved:
             member = f"arrays/{name}.npy"
             if member not in names:
                 raise ArtifactError(path, f"array {name!r} is missing (truncated file?)")
-            blob = _member(archive, path, member)
-            if hashlib.sha256(blob).hexdigest() != spec["sha256"]:
-                raise ArtifactError(path, f"array {name!r} does not match its SHA-256 (altered?)")
-            try:
-                array = np.load(io.BytesIO(blob), allow_pickle=False)
-            except ValueError as exc:
-                raise ArtifactError(path, f"array {name!r} is not a plain array ({exc})") from None
+            info = archive.getinfo(member)
+            if mmap and info.compress_type == zipfile.ZIP_STORED and info.file_size >= STORED_FROM:
+                array = _mapped(archive, path, info, name, spec["sha256"])
+            else:
+                blob = _member(archive, path, member)
+                if hashlib.sha256(blob).hexdigest() != spec["sha256"]:
+                    raise ArtifactError(path, f"array {name!r} does not match its SHA-256 (altered?)")
+                try:
+                    array = np.load(io.BytesIO(blob), allow_pickle=False)
+                except ValueError as exc:
+                    raise ArtifactError(path, f"array {name!r} is not a plain array ({exc})") from None
             if array.dtype.str != spec["dtype"] or list(array.shape) != spec["shape"]:
                 raise ArtifactError(path, f"array {name!r} has another dtype or shape than listed")
             arrays[name] = array
@@ -133,6 +143,38 @@ def read(path: str | os.PathLike[str]) -> Saved:
         arrays=arrays,
         perfml_version=manifest["perfml_version"],
     )
+
+
+def _mapped(
+    archive: zipfile.ZipFile, path: Path, info: zipfile.ZipInfo, name: str, digest: str
+) -> npt.NDArray[Any]:
+    """A stored member's array, memory-mapped read-only, once its digest is checked."""
+    hashed = hashlib.sha256()
+    with archive.open(info) as member:
+        while chunk := member.read(16 << 20):
+            hashed.update(chunk)
+    if hashed.hexdigest() != digest:
+        raise ArtifactError(path, f"array {name!r} does not match its SHA-256 (altered?)")
+    with path.open("rb") as raw:
+        raw.seek(info.header_offset)
+        header = raw.read(30)
+        if header[:4] != b"PK\x03\x04":
+            raise ArtifactError(path, f"array {name!r} has no local header (damaged?)")
+        start = info.header_offset + 30 + int.from_bytes(header[26:28], "little")
+        raw.seek(start + int.from_bytes(header[28:30], "little"))
+        try:
+            version = np.lib.format.read_magic(raw)
+            reader = {(1, 0): np.lib.format.read_array_header_1_0,
+                      (2, 0): np.lib.format.read_array_header_2_0}.get(version)  # fmt: skip
+            if reader is None:
+                raise ValueError(f"npy format version {version}")
+            shape, fortran, dtype = reader(raw)
+        except ValueError as exc:
+            raise ArtifactError(path, f"array {name!r} is not a plain array ({exc})") from None
+        offset = raw.tell()
+    if dtype.hasobject or fortran:
+        raise ArtifactError(path, f"array {name!r} is not a plain C-ordered numeric array")
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
 
 
 def _member(archive: zipfile.ZipFile, path: Path, member: str) -> bytes:

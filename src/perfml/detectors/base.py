@@ -175,11 +175,32 @@ def create(name: str, registry: Registry[type[Detector]] | None = None, **params
     return (registry or DETECTORS).get(name)(**params)
 
 
+SERIES = "series"
+"""The key of a saved file's metadata that marks the states of many series."""
+
+
 def load(
     path: str | os.PathLike[str], registry: Registry[type[Detector]] | None = None
 ) -> Detector:
     """A detector saved with :meth:`Detector.save`, verified (see :mod:`.artifact`)."""
     saved = artifact.read(path)
+    if SERIES in saved.meta:
+        raise ArtifactError(
+            path,
+            f"holds the states of {saved.meta[SERIES].get('count', '?')} series, not one "
+            "detector (read it with perfml.detectors.series.load_series)",
+        )
+    return restore(path, saved, saved.meta, saved.arrays, registry)
+
+
+def restore(
+    path: str | os.PathLike[str],
+    saved: artifact.Saved,
+    meta: dict[str, Any],
+    arrays: dict[str, npt.NDArray[Any]],
+    registry: Registry[type[Detector]] | None = None,
+) -> Detector:
+    """A detector of ``saved``'s kind and parameters in the state ``meta`` and ``arrays``."""
     chosen = registry or DETECTORS
     if saved.kind not in chosen:
         raise ArtifactError(path, f"detector kind {saved.kind!r} is not known to this perfml")
@@ -194,10 +215,10 @@ def load(
         detector = cls(**saved.params)
     except BadParamsError as exc:
         raise ArtifactError(path, f"saved parameters are invalid ({exc})") from None
-    meta = dict(saved.meta)
+    meta = dict(meta)
     detector.columns = meta.pop("columns", None)
     try:
-        detector.set_state(meta, saved.arrays)
+        detector.set_state(meta, arrays)
     except (KeyError, ValueError, TypeError, IndexError) as exc:
         raise ArtifactError(
             path, f"saved state does not fit a {saved.kind} detector ({exc})"

@@ -30,14 +30,18 @@ True
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from perfml.detectors.base import Detector, create
+from perfml.detectors import artifact
+from perfml.detectors.base import SERIES, Detector, create, restore
+from perfml.detectors.errors import ArtifactError
 from perfml.detectors.frames import Floats, Millis
+from perfml.plugins import Registry
 
 Rows = npt.NDArray[np.intp]
 PRIOR = -1
@@ -103,7 +107,7 @@ class SeriesStates:
             self.entities.append(entity)
         if isinstance(self.bank, dict):
             prior = self.prior.bank  # type: ignore[attr-defined]
-            self.bank = {
+            self.bank = {  # a copy: a memory-mapped bank is read-only
                 name: np.concatenate([np.asarray(array), np.repeat(prior[name], len(fresh), 0)])
                 for name, array in self.bank.items()
             }
@@ -140,6 +144,7 @@ class SeriesStates:
             raise IndexError(f"rows must be of the {len(self.entities)} series")
         out = np.zeros(len(rows))
         if isinstance(self.bank, dict):
+            self._writable()
             step = self.detector.step_rows  # type: ignore[attr-defined]
             for points in _rounds(rows):
                 out[points] = step(self.bank, rows[points], ts[points], values[points], True)
@@ -150,6 +155,12 @@ class SeriesStates:
             model = self.bank[int(rows[part[0]])]
             out[part] = model.score_arrays(ts[part], values[part])
         return out
+
+    def _writable(self) -> None:
+        if isinstance(self.bank, dict) and any(
+            not array.flags.writeable or isinstance(array, np.memmap) for array in self.bank.values()
+        ):
+            self.bank = {name: np.array(array) for name, array in self.bank.items()}
 
     def learn(self, rows: Rows, ts: Millis, values: Floats) -> None:
         """:meth:`step`, scores dropped."""
@@ -178,6 +189,34 @@ class SeriesStates:
             # A detector without a vectorised form has no merge: the series learnt most.
             self.prior = copy.deepcopy(self.bank[-1])
 
+    # -- saved form ---------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Write every series' state, the prior and the entities (the safe form of
+        :mod:`.artifact`: JSON and plain arrays, a vectorised bank as one array per field,
+        large ones uncompressed so that :func:`load_series` can memory-map them); returns
+        the file's SHA-256."""
+        prior_meta, prior_arrays = self.prior.get_state()
+        arrays = {f"prior_{name}": array for name, array in prior_arrays.items()}
+        encoded = [entity.encode() for entity in self.entities]
+        arrays["entity_bytes"] = np.frombuffer(b"".join(encoded), np.uint8)
+        arrays["entity_ends"] = np.cumsum([len(e) for e in encoded], dtype=np.int64)
+        series: dict[str, Any] = {"count": len(self), "prior": prior_meta}
+        if isinstance(self.bank, dict):
+            series["vectorised"] = True
+            arrays |= {f"bank_{name}": np.asarray(array) for name, array in self.bank.items()}
+        else:
+            series["vectorised"] = False
+            series["meta"] = []
+            for row, model in enumerate(self.bank):
+                meta, own = model.get_state()
+                series["meta"].append(meta)
+                arrays |= {f"s{row}_{name}": array for name, array in own.items()}
+        meta = {"columns": self.detector.columns, SERIES: series}
+        params = self.detector.params.model_dump(mode="json")
+        kind = self.detector.name
+        return artifact.write(path, kind, self.detector.state_version, params, meta, arrays)
+
     def state_bytes(self) -> int:
         """Bytes of state per series (of a vectorised bank; else of the prior's arrays)."""
         if isinstance(self.bank, dict):
@@ -185,6 +224,55 @@ class SeriesStates:
             return sum(array.nbytes for array in per_row.values())
         _, arrays = self.prior.get_state()
         return sum(array.nbytes for array in arrays.values())
+
+
+def load_series(
+    path: str | os.PathLike[str],
+    registry: Registry[type[Detector]] | None = None,
+    mmap: bool = False,
+) -> SeriesStates:
+    """States saved with :meth:`SeriesStates.save`, verified; a file of one detector
+    (:meth:`Detector.save`) reads as no series and that detector as the prior. With
+    ``mmap``, a large bank is memory-mapped read-only (for scoring; :meth:`SeriesStates.add`
+    and learning copy it first)."""
+    saved = artifact.read(path, mmap=mmap)
+    columns = saved.meta.get("columns")
+    if SERIES not in saved.meta:
+        prior = restore(path, saved, saved.meta, saved.arrays, registry)
+        states = SeriesStates.empty(prior)
+        states.detector.columns = prior.columns
+        return states
+    series = saved.meta[SERIES]
+    try:
+        count = int(series["count"])
+        ends = saved.arrays["entity_ends"]
+        raw = saved.arrays["entity_bytes"].tobytes()
+        starts = np.r_[0, ends[:-1]] if len(ends) else np.zeros(0, np.int64)
+        entities = [raw[a:b].decode() for a, b in zip(starts.tolist(), ends.tolist())]
+        prior_arrays = {k[6:]: v for k, v in saved.arrays.items() if k.startswith("prior_")}
+        prior = restore(path, saved, {"columns": columns, **series["prior"]}, prior_arrays,
+                        registry)  # fmt: skip
+        detector = prior.copy()
+        bank: dict[str, npt.NDArray[Any]] | list[Detector]
+        if series["vectorised"]:
+            bank = {k[5:]: v for k, v in saved.arrays.items() if k.startswith("bank_")}
+            expected = detector.new_bank(1)  # type: ignore[attr-defined]
+            for name, array in expected.items():
+                found = bank.get(name)
+                if found is None or found.shape[1:] != array.shape[1:] or len(found) != count:
+                    raise ValueError(f"bank array {name!r} missing or of the wrong shape")
+        else:
+            bank = []
+            for row in range(count):
+                prefix = f"s{row}_"
+                own = {k[len(prefix):]: v for k, v in saved.arrays.items() if k.startswith(prefix)}
+                meta = {"columns": columns, **series["meta"][row]}
+                bank.append(restore(path, saved, meta, own, registry))
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError, IndexError) as exc:
+        raise ArtifactError(path, f"the saved series are inconsistent ({exc})") from None
+    if len(entities) != count or len(set(entities)) != count:
+        raise ArtifactError(path, f"lists {len(entities)} entities for {count} series")
+    return SeriesStates(detector, entities, bank, prior)
 
 
 def vectorised(detector: Detector) -> bool:

@@ -47,6 +47,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from perfml.detectors import create
+from perfml.detectors.base import Detector
+from perfml.detectors.series import SeriesStates, vectorised
 from perfml.detectors.errors import NotFittedError
 from perfml.detectors.frames import Floats, Millis
 from perfml.errors import PerfmlError, UsageError
@@ -263,6 +265,12 @@ def score_tasks(
     """
     params = dict(params or {})
     probe = create(detector, **params)
+    if vectorised(probe) and all(len(task.columns) == 1 for task in tasks):
+        together = score_together(tasks, probe)
+        if on_series is not None:
+            for task in tasks:
+                on_series(task.key)
+        return together
     module = type(probe).__module__
     done: dict[str, ScoredSeries] = {}
 
@@ -287,6 +295,42 @@ def score_tasks(
         for task in pending:
             finished(_run_wrapped(task, detector, params))
     return {task.key: done[task.key] for task in tasks}
+
+
+def score_together(tasks: Sequence[SeriesTask], detector: Detector) -> dict[str, ScoredSeries]:
+    """Every task scored by ``detector``'s kind as one series each of one
+    :class:`~perfml.detectors.series.SeriesStates`: the same scores as one detector per task
+    (:func:`run_task`), one point of every series per NumPy pass."""
+    states = SeriesStates.empty(detector.copy())
+    rows = states.rows([task.key for task in tasks], add=True)
+    parts: list[tuple[SeriesTask, Millis, Floats, int]] = []
+    for task, row in zip(tasks, rows.tolist(), strict=True):
+        frame = _read_frame(task)
+        ts = clock(np.asarray(frame.column("ts").cast(pa.int64()).to_numpy(), dtype=np.int64))
+        values = np.asarray(
+            frame.column(task.columns[0]).cast(pa.float64()).to_numpy(zero_copy_only=False)
+        )
+        fit = math.floor(task.fit_fraction * len(ts))
+        parts.append((task, ts, values, fit))
+    states.learn(
+        np.concatenate([np.full(fit, row) for row, (*_, fit) in zip(rows.tolist(), parts)]),
+        np.concatenate([ts[:fit] for _, ts, _, fit in parts]),
+        np.concatenate([values[:fit] for _, _, values, fit in parts]),
+    )
+    every = np.concatenate([np.full(len(ts) - fit, row) for row, (_, ts, _, fit) in
+                            zip(rows.tolist(), parts, strict=True)])  # fmt: skip
+    scores = states.step(
+        every,
+        np.concatenate([ts[fit:] for _, ts, _, fit in parts]),
+        np.concatenate([values[fit:] for _, _, values, fit in parts]),
+    )
+    out: dict[str, ScoredSeries] = {}
+    at = 0
+    for task, ts, _, fit in parts:
+        mine, at = scores[at : at + len(ts) - fit], at + len(ts) - fit
+        windows = merge_windows(window_rows(ts[fit:], task.windows))
+        out[task.key] = ScoredSeries(task.key, mine, tuple(windows), ts[fit:])
+    return out
 
 
 def _score_in_pool(
