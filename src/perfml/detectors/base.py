@@ -66,6 +66,8 @@ class Detector(ABC):
     """Bumped when the saved state changes shape; older versions are refused on load."""
     multivariate: ClassVar[bool] = False
     """Whether it scores several value columns together (else exactly one)."""
+    max_state_bytes: ClassVar[int | None] = None
+    """The most bytes of state one series may take, whatever it has seen (None: unstated)."""
 
     def __init__(self, **params: Any) -> None:
         try:

@@ -504,6 +504,120 @@ def check_pickle_never_loaded(case: _Case) -> None:
         raise ConformanceError(case.name, "pickle", "the pickled array was unpickled")
 
 
+
+# -- one state per series --------------------------------------------------------------------
+
+
+def _three_series(case: _Case) -> list[dict[str, Floats]]:
+    """The sample's metrics as three hosts: as they are, scaled and offset, and a day late."""
+    shifted = STEPS_PER_DAY
+    return [
+        dict(case.sample.metrics),
+        {name: 2.0 * series + 5.0 for name, series in case.sample.metrics.items()},
+        {name: np.roll(series, shifted) for name, series in case.sample.metrics.items()},
+    ]
+
+
+def _interleaved(
+    case: _Case, hosts: list[dict[str, Floats]], rows: slice
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], Floats]:
+    """The hosts' rows in time order, one host after another at each time."""
+    detector = case.fitted
+    parts = [_arrays(case.sample.frame(detector, rows, **host)) for host in hosts]
+    count = rows.stop - rows.start
+    series = np.tile(np.arange(len(hosts), dtype=np.intp), count)
+    ts = np.repeat(parts[0][0], len(hosts))
+    values = np.stack([values for _, values in parts], axis=1)
+    shaped = values.reshape(count * len(hosts), *values.shape[2:])
+    return series, ts, shaped
+
+
+@_check
+def check_series_states_match_one_detector_each(case: _Case) -> None:
+    """A :class:`~perfml.detectors.series.SeriesStates` of three hosts, fed their points
+    interleaved, scores each host as a detector of its own does; scoring without learning
+    gives each point the score it gets alone, and changes nothing."""
+    from perfml.detectors.series import SeriesStates
+
+    hosts, names = _three_series(case), ["a", "b", "c"]
+    params = case.fitted.params.model_dump()
+    start = case.sample.fit_rows
+    scored, probe = slice(start, start + 300), slice(start + 300, start + 301)
+    states = SeriesStates.empty(case.new(**params))
+    rows = states.rows(names, add=True)
+    series, ts, values = _interleaved(case, hosts, case.sample.history)
+    states.detector.columns = case.fitted.columns
+    states.fit(rows[series], ts, values)
+    series, ts, values = _interleaved(case, hosts, scored)
+    alone = states.score(rows[series[:3]], ts[:3], values[:3])
+    stepped = states.step(rows[series], ts, values)
+    problem = _same(alone, stepped[:3], "scoring without learning, then with")
+    for host, own in enumerate(hosts):
+        single = case.new(**params)
+        single.fit(case.sample.frame(single, case.sample.history, **own))
+        frame = case.sample.frame(single, scored, **own)
+        expected = single.score(frame)
+        problem = problem or _same(stepped[series == host], expected, f"host {host}", atol=1e-9)
+        single.learn(*_arrays(frame))
+        following = case.sample.frame(single, probe, **own)
+        mine = states.series(names[host]).score(following)
+        problem = problem or _same(mine, single.score(following), f"host {host}'s own state")
+    if problem:
+        raise ConformanceError(case.name, "series states", problem)
+
+
+@_check
+def check_series_states_round_trip(case: _Case) -> None:
+    """The states of many series save and load to the same scores, and save to the same bytes."""
+    from perfml.detectors.series import SeriesStates, load_series
+
+    hosts = _three_series(case)
+    states = SeriesStates.empty(case.new(**case.fitted.params.model_dump()))
+    rows = states.rows(["a", "b", "c"], add=True)
+    series, ts, values = _interleaved(case, hosts, case.sample.history)
+    states.detector.columns = case.fitted.columns
+    states.fit(rows[series], ts, values)
+    states.refresh_prior()
+    first = case.workdir / f"{case.name}-series-1.zip"
+    second = case.workdir / f"{case.name}-series-2.zip"
+    states.save(first)
+    back = load_series(first, case.registry)
+    back.save(second)
+    problem = None
+    if first.read_bytes() != second.read_bytes():
+        problem = "saving the loaded states gives other bytes"
+    if back.entities != ["a", "b", "c"]:
+        problem = problem or f"entities {back.entities} after a round trip"
+    series, ts, values = _interleaved(case, hosts, case.sample.later)
+    probe = rows[series], ts, values
+    problem = problem or _same(back.score(*probe), states.score(*probe), "scores after loading")
+    unseen = np.full(len(ts), -1, np.intp)
+    prior = back.score(unseen, ts, values)
+    problem = problem or _same(prior, states.score(unseen, ts, values), "the prior's scores")
+    if problem:
+        raise ConformanceError(case.name, "series round trip", problem)
+
+
+@_check
+def check_state_size_bounded(case: _Case) -> None:
+    """A state does not grow with the data it has seen, and stays within the detector's
+    declared ``max_state_bytes``."""
+    def size(detector: Detector) -> int:
+        _, arrays = detector.get_state()
+        return sum(np.asarray(array).nbytes for array in arrays.values())
+
+    fitted = size(case.fitted)
+    longer = case.fitted.copy()
+    longer.learn(*_arrays(case.sample.frame(longer, case.sample.later)))
+    problem = None
+    if size(longer) > fitted:
+        problem = f"{size(longer)} bytes after 4 more days, {fitted} after fitting"
+    bound = type(case.fitted).max_state_bytes
+    if problem is None and bound is not None and max(fitted, size(longer)) > bound:
+        problem = f"{max(fitted, size(longer))} bytes, over its declared {bound}"
+    if problem:
+        raise ConformanceError(case.name, "bounded state", problem)
+
 CHECKS: tuple[str, ...] = tuple(_CHECKS)
 """The names of every check, in the order they run."""
 

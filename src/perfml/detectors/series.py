@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from perfml.detectors import artifact
 from perfml.detectors.base import SERIES, Detector, create, restore
@@ -155,6 +156,31 @@ class SeriesStates:
             model = self.bank[int(rows[part[0]])]
             out[part] = model.score_arrays(ts[part], values[part])
         return out
+
+    def fit(self, rows: Rows, ts: Millis, values: Floats) -> None:
+        """Learn each series of ``rows`` from scratch from its points (a detector fitted in
+        batch, such as ``iforest``, is fitted on each series' points)."""
+        rows = np.asarray(rows, np.intp)
+        fresh = type(self.detector)(**self.detector.params.model_dump())
+        fresh.columns = self.detector.columns
+        if isinstance(self.bank, dict):
+            self._writable()
+            blank = fresh.new_bank(1)  # type: ignore[attr-defined]
+            for name, array in self.bank.items():
+                array[np.unique(rows)] = blank[name]
+            self.step(rows, ts, values)
+            return
+        order = np.argsort(rows, kind="stable")
+        cuts = np.flatnonzero(np.diff(rows[order])) + 1
+        columns = self.detector.columns or ["value"]
+        for part in np.split(order, cuts) if len(order) else []:
+            model = fresh.copy()
+            block = values[part].reshape(len(part), -1)
+            frame = pa.table(
+                {"ts": pa.array(ts[part], pa.int64()),
+                 **{c: pa.array(block[:, i]) for i, c in enumerate(columns)}}  # fmt: skip
+            )
+            self.bank[int(rows[part[0]])] = model.fit(frame)
 
     def _writable(self) -> None:
         if isinstance(self.bank, dict) and any(
@@ -299,7 +325,7 @@ def fit_series(
     detector: Detector, entities: Sequence[str], frames: Iterable[tuple[Millis, Floats]]
 ) -> SeriesStates:
     """States learnt by ``detector``'s kind for each entity from its own ``(ts, values)``."""
-    states = SeriesStates.empty(create(detector.name, **detector.params.model_dump()))
+    states = SeriesStates.empty(type(detector)(**detector.params.model_dump()))
     for entity, (ts, values) in zip(entities, frames, strict=True):
         rows = states.rows([entity] * len(ts), add=True)
         states.learn(rows, ts, values)

@@ -100,6 +100,7 @@ class StreamingDetector(Detector):
     name = "streaming"
     state_version = 2
     vectorised: ClassVar[bool] = True
+    max_state_bytes = 4096
 
     class Params(DetectorParams):
         resolution: float = Field(
@@ -167,7 +168,10 @@ class StreamingDetector(Detector):
 
         phase = ((t % DAY_MS) * PHASES // DAY_MS).astype(np.intp)
         per_phase_bin = BINS / PHASE_BINS
-        columns_p, overlap_p = window(low / per_phase_bin, high / per_phase_bin,
+        # At least the whole phase bin holding x, as the global window holds its bin.
+        reach_p = np.maximum(tolerance, width * per_phase_bin) / (width * per_phase_bin)
+        centre = (x - lo) / (width * per_phase_bin)
+        columns_p, overlap_p = window(centre - reach_p, centre + reach_p,
                                       _reach(p.resolution, PHASE_BINS), PHASE_BINS)  # fmt: skip
         # The day's phase before, this one and the one after, side by side.
         around = rows[:, None] * PHASES + (phase[:, None] + np.array([-1, 0, 1])) % PHASES
