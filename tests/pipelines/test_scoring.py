@@ -80,11 +80,13 @@ def test_scores_reach_the_volume_as_the_server_answers_them(
     scores = pq.read_table(volume / "scores-cpu-r1.parquet")
     assert scores.num_rows == 2 * 288
     assert sorted(set(scores.column("entity").to_pylist())) == ["a", "b"]
-    # each request is scored as its own sequence from the served model's state
+    # each row is scored against its own entity's state in the served version
     _, model = load_detector(workspace.registry(background_delivery=False), "cpu@production")
     first = scores.slice(0, 50)
-    expected = model.score_values(
-        first.column("ts").cast(pa.int64()).to_numpy(), first.column("value").to_numpy()
+    expected = model.score(
+        model.rows(first.column("entity").to_pylist()),
+        first.column("ts").cast(pa.int64()).to_numpy(),
+        first.column("value").to_numpy(),
     )
     np.testing.assert_allclose(first.column("anomaly_score").to_numpy(), expected, rtol=1e-12)
     values = scores.column("anomaly_score").to_numpy()

@@ -81,9 +81,13 @@ def test_every_job_succeeds_and_the_version_carries_its_lineage(trained: Trained
     assert version.metrics == pytest.approx(figures["figures"])
     assert version.tags["pipeline"] == "training"
     points = FeatureStore(trained.workspace / "store").read(METRIC, "host-0000", start="2024-02-20")
-    scores = detector.score(points.select(["ts", "value"]))
-    assert len(scores) == points.num_rows
-    assert np.all((scores >= 0) & (scores <= 1))
+    # one state per series it learnt, each its own, and a prior for a host never seen
+    assert detector.entities == ["host-0000", "host-0001"]
+    own = detector.series("host-0000").score(points.select(["ts", "value"]))
+    other = detector.series("host-0001").score(points.select(["ts", "value"]))
+    assert len(own) == points.num_rows
+    assert np.all((own >= 0) & (own <= 1))
+    assert not np.array_equal(own, other)
 
 
 def test_preprocess_streams_the_training_rows_as_arrow_batches(trained: Trained) -> None:

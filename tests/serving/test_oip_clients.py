@@ -27,7 +27,7 @@ def test_tritonclient_speaks_to_the_server_unchanged(live_server: str) -> None:
         assert not client.is_model_ready("cpu", model_version="9")
         assert client.get_server_metadata()["name"] == "perfml"
         meta = client.get_model_metadata("cpu")
-        assert [i["name"] for i in meta["inputs"]] == ["ts", "value"]
+        assert [i["name"] for i in meta["inputs"]] == ["ts", "value", "entity"]
 
         ts = triton.InferInput("ts", [3], "INT64")
         ts.set_data_from_numpy(T0 + np.arange(3, dtype=np.int64) * 60_000, binary_data=False)

@@ -22,7 +22,8 @@ def test_model_metadata_and_readiness(client: TestClient, name: str) -> None:
     assert meta["name"] == name
     assert meta["versions"] == ["1"]
     assert meta["platform"] == "perfml/toy_static_zscore"
-    assert [i["name"] for i in meta["inputs"]] == ["ts", "value"]
+    assert [i["name"] for i in meta["inputs"]] == ["ts", "value", "entity"]
+    assert meta["parameters"]["optional_inputs"] == ["entity"]
     assert [o["name"] for o in meta["outputs"]] == ["anomaly_score", "is_anomaly"]
     assert meta["parameters"]["threshold"] == 0.4
     assert client.get(f"/v2/models/{name}/ready").json() == {"name": name, "ready": True}
@@ -77,7 +78,7 @@ def test_iso_timestamps_and_column_shaped_tensors(client: TestClient) -> None:
 
 def test_multivariate_model_takes_one_input_per_column(client: TestClient) -> None:
     meta = client.get("/v2/models/fleet").json()
-    assert [i["name"] for i in meta["inputs"]] == ["ts", "cpu", "mem"]
+    assert [i["name"] for i in meta["inputs"]] == ["ts", "cpu", "mem", "entity"]
     assert [o["name"] for o in meta["outputs"]] == ["anomaly_score"]
     ts = [T0, T0 + 60_000]
     body = {

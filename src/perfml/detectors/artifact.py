@@ -127,11 +127,15 @@ def read(path: str | os.PathLike[str], mmap: bool = False) -> Saved:
             else:
                 blob = _member(archive, path, member)
                 if hashlib.sha256(blob).hexdigest() != spec["sha256"]:
-                    raise ArtifactError(path, f"array {name!r} does not match its SHA-256 (altered?)")
+                    raise ArtifactError(
+                        path, f"array {name!r} does not match its SHA-256 (altered?)"
+                    )
                 try:
                     array = np.load(io.BytesIO(blob), allow_pickle=False)
                 except ValueError as exc:
-                    raise ArtifactError(path, f"array {name!r} is not a plain array ({exc})") from None
+                    raise ArtifactError(
+                        path, f"array {name!r} is not a plain array ({exc})"
+                    ) from None
             if array.dtype.str != spec["dtype"] or list(array.shape) != spec["shape"]:
                 raise ArtifactError(path, f"array {name!r} has another dtype or shape than listed")
             arrays[name] = array

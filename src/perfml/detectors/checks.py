@@ -504,7 +504,6 @@ def check_pickle_never_loaded(case: _Case) -> None:
         raise ConformanceError(case.name, "pickle", "the pickled array was unpickled")
 
 
-
 # -- one state per series --------------------------------------------------------------------
 
 
@@ -602,6 +601,7 @@ def check_series_states_round_trip(case: _Case) -> None:
 def check_state_size_bounded(case: _Case) -> None:
     """A state does not grow with the data it has seen, and stays within the detector's
     declared ``max_state_bytes``."""
+
     def size(detector: Detector) -> int:
         _, arrays = detector.get_state()
         return sum(np.asarray(array).nbytes for array in arrays.values())
@@ -617,6 +617,7 @@ def check_state_size_bounded(case: _Case) -> None:
         problem = f"{max(fitted, size(longer))} bytes, over its declared {bound}"
     if problem:
         raise ConformanceError(case.name, "bounded state", problem)
+
 
 CHECKS: tuple[str, ...] = tuple(_CHECKS)
 """The names of every check, in the order they run."""

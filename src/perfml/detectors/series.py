@@ -39,7 +39,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from perfml.detectors import artifact
-from perfml.detectors.base import SERIES, Detector, create, restore
+from perfml.detectors.base import SERIES, Detector, restore
 from perfml.detectors.errors import ArtifactError
 from perfml.detectors.frames import Floats, Millis
 from perfml.plugins import Registry
@@ -177,14 +177,55 @@ class SeriesStates:
             model = fresh.copy()
             block = values[part].reshape(len(part), -1)
             frame = pa.table(
-                {"ts": pa.array(ts[part], pa.int64()),
-                 **{c: pa.array(block[:, i]) for i, c in enumerate(columns)}}  # fmt: skip
+                {
+                    "ts": pa.array(ts[part], pa.int64()),
+                    **{c: pa.array(block[:, i]) for i, c in enumerate(columns)},
+                }  # fmt: skip
             )
             self.bank[int(rows[part[0]])] = model.fit(frame)
 
+    def replay(
+        self, entities: Sequence[str], series: Sequence[tuple[Millis, Floats]]
+    ) -> list[Floats]:
+        """The scores of each entity's points as they would come live: from its own state
+        (the prior's for an entity never seen), learning each point before the next, all
+        entities in one pass; these states are left unchanged."""
+        trial = self.subset(entities)
+        rows = trial.rows(entities)
+        every = np.concatenate([np.full(len(ts), row) for row, (ts, _) in zip(rows, series)])
+        scores = trial.step(
+            every.astype(np.intp),
+            np.concatenate([np.asarray(ts, np.int64) for ts, _ in series]),
+            np.concatenate([np.asarray(values, np.float64) for _, values in series]),
+        )
+        out, at = [], 0
+        for ts, _ in series:
+            out.append(scores[at : at + len(ts)])
+            at += len(ts)
+        return out
+
+    def subset(self, entities: Iterable[str]) -> SeriesStates:
+        """Independent copies of the states of ``entities`` (the prior's for one never seen)
+        and of the prior."""
+        names = list(dict.fromkeys(entities))
+        rows = self.rows(names)
+        known = rows != PRIOR
+        bank: dict[str, npt.NDArray[Any]] | list[Detector]
+        if isinstance(self.bank, dict):
+            prior = self.prior.bank  # type: ignore[attr-defined]
+            bank = {}
+            for name, array in self.bank.items():
+                taken = np.repeat(prior[name], len(names), axis=0)
+                taken[known] = np.asarray(array)[rows[known]]
+                bank[name] = taken
+        else:
+            bank = [self.prior.copy() if row == PRIOR else self.bank[row].copy() for row in rows]
+        return SeriesStates(self.detector, names, bank, self.prior.copy())
+
     def _writable(self) -> None:
         if isinstance(self.bank, dict) and any(
-            not array.flags.writeable or isinstance(array, np.memmap) for array in self.bank.values()
+            not array.flags.writeable or isinstance(array, np.memmap)
+            for array in self.bank.values()
         ):
             self.bank = {name: np.array(array) for name, array in self.bank.items()}
 
@@ -291,7 +332,7 @@ def load_series(
             bank = []
             for row in range(count):
                 prefix = f"s{row}_"
-                own = {k[len(prefix):]: v for k, v in saved.arrays.items() if k.startswith(prefix)}
+                own = {k[len(prefix) :]: v for k, v in saved.arrays.items() if k.startswith(prefix)}
                 meta = {"columns": columns, **series["meta"][row]}
                 bank.append(restore(path, saved, meta, own, registry))
     except (KeyError, TypeError, ValueError, UnicodeDecodeError, IndexError) as exc:

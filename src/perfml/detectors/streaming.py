@@ -47,7 +47,7 @@ import numpy.typing as npt
 from pydantic import Field
 
 from perfml.detectors.base import Detector, DetectorParams, State, register
-from perfml.detectors.binned import rebin, window, window_mass
+from perfml.detectors.binned import rebin, row_sums, window, window_mass
 from perfml.detectors.errors import BadInputError
 from perfml.detectors.frames import Floats, Millis
 
@@ -178,9 +178,12 @@ class StreamingDetector(Detector):
         scale = np.take(bank["phase_scale"], around)
         cells = around[:, :, None] * PHASE_BINS + columns_p[:, None, :]
         found = np.take(bank["phase"].reshape(-1), cells).astype(np.float32)
-        near_phase = np.einsum("ijk,ik,ij->i", found, overlap_p, scale, dtype=np.float64)
-        seen_phase = np.einsum("ij,ij->i", np.take(bank["phase_total"], around), scale,
-                               dtype=np.float64)  # fmt: skip
+        # Sums in a fixed order, so a series scores the same bits alone or among many.
+        weighted = found.astype(np.float64) * overlap_p[:, None, :]
+        per_phase = row_sums(weighted.reshape(-1, weighted.shape[2])).reshape(-1, 3) * scale
+        near_phase = per_phase[:, 0] + per_phase[:, 1] + per_phase[:, 2]
+        totals = np.take(bank["phase_total"], around).astype(np.float64) * scale
+        seen_phase = totals[:, 0] + totals[:, 1] + totals[:, 2]
         p_phase = (near_phase + p_global) / (seen_phase + 1.0)
 
         fade = np.exp(-np.maximum(t - memory[:, RECENT_AT], 0.0) / (p.recent_hours * HOUR_MS))
@@ -190,7 +193,7 @@ class StreamingDetector(Detector):
 
         weights = memory[:, [W_GLOBAL, W_PHASE, W_RECENT]]
         experts = np.column_stack([p_global, p_phase, p_recent])
-        mixed = np.einsum("ij,ij->i", weights, experts)
+        mixed = weights[:, 0] * p_global + weights[:, 1] * p_phase + weights[:, 2] * p_recent
         updated = weights * experts * ((1.0 - p.share) / mixed)[:, None] + p.share / 3.0
         level = -np.log10(mixed) / p.full_scale
         since = np.where(np.isnan(memory[:, LAST_TS]), 0.0, t - memory[:, LAST_TS])
@@ -266,9 +269,7 @@ class StreamingDetector(Detector):
         bank["memory"][rows] = memory
         self._renormalise(bank, rows, memory, t)
 
-    def _widen(
-        self, bank: Bank, rows: npt.NDArray[np.intp], memory: Floats, x: Floats
-    ) -> None:
+    def _widen(self, bank: Bank, rows: npt.NDArray[np.intp], memory: Floats, x: Floats) -> None:
         """Widen the grids of ``rows`` to hold ``x``, re-binning their counts."""
         lo, hi = memory[:, GRID_LO].copy(), memory[:, GRID_HI].copy()
         margin = GRID_MARGIN * (memory[:, SPAN_HI] - memory[:, SPAN_LO])

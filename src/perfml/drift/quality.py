@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from perfml.detectors import Detector
+from perfml.detectors.series import SeriesStates
 from perfml.drift.errors import BadDriftRequestError, NoThresholdError
 from perfml.drift.histograms import DEFAULT_BINS, BinEdges
 from perfml.drift.measures import MEASURES, MeasureRegistry
@@ -123,7 +123,7 @@ def quality_report(
 ) -> QualityReport:
     """The quality of ``model`` (``name`` → ``name@alias``, or a full reference) per window."""
     version, detector = load_detector(registry, resolve_name(model, alias))
-    if detector.multivariate or len(version.features) != 1:
+    if detector.detector.multivariate or len(version.features) != 1:
         raise BadDriftRequestError(
             "model", version.ref, "a univariate model (one feature) for quality drift"
         )
@@ -178,14 +178,15 @@ def _threshold(version: ModelVersion) -> float:
 
 def _score(
     store: FeatureStore,
-    detector: Detector,
+    states: SeriesStates,
     metric: str,
     entities: list[str],
     window: Window,
     labelled: Sequence[Any],
     threshold: float,
 ) -> tuple[np.ndarray, DetectionMetrics]:
-    """All scores of the labelled series in ``window``, and their detection figures."""
+    """All scores of the labelled series in ``window`` (each from its own state, learning as
+    it goes), and their detection figures."""
     if not entities:
         return np.zeros(0), DetectionMetrics.combine([])
     points = store.read([metric], entities, start=window.start_time, end=window.end_time)
@@ -193,16 +194,15 @@ def _score(
     ts = points.column("ts").cast(pa.int64()).to_numpy()
     values = points.column("value").to_numpy()
     cuts = np.flatnonzero(names[1:] != names[:-1]) + 1 if names.size else np.zeros(0, int)
-    scores, parts = [], []
     lo, hi = to_epoch_ms(window.start_time), to_epoch_ms(window.end_time)
+    names_found, pieces = [], []
     for first, last in zip([0, *cuts], [*cuts, names.size], strict=True):
-        if last <= first:
-            continue
-        entity, rows = str(names[first]), slice(int(first), int(last))
-        series = pa.table(
-            {"ts": points.column("ts").slice(first, last - first), "value": values[rows]}
-        )
-        found = detector.score(series)
+        if last > first:
+            names_found.append(str(names[first]))
+            pieces.append(slice(int(first), int(last)))
+    replayed = states.replay(names_found, [(ts[rows], values[rows]) for rows in pieces])
+    scores, parts = [], []
+    for entity, rows, found in zip(names_found, pieces, replayed, strict=True):
         spans = [
             (max(w.start, lo), min(w.end, hi - 1))
             for w in labelled

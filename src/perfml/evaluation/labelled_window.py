@@ -1,8 +1,8 @@
 """The promotion gate's evaluator: both versions scored on the same recent labelled data.
 
-A version's model covers store metrics (its ``features``): a univariate detector scores each
+A version's model covers store metrics (its ``features``): a univariate model scores each
 entity's series of its one metric, a multivariate one each entity's aligned frame of all of
-them. The evaluator reads the store's points and labelled windows in ``[start, end)`` once,
+them — each entity from its own state, as it runs live. The evaluator reads the store's points and labelled windows in ``[start, end)`` once,
 scores them with each version it is asked about, and reports the figures the gate compares:
 the NAB standard score (normalised, at the best threshold over the window's series) and the
 point-wise and event-wise F1 at that threshold. Every version sees the same rows and labels.
@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from perfml.detectors import Detector
-from perfml.detectors.frames import Floats
+from perfml.detectors.frames import Floats, as_arrays
+from perfml.detectors.series import SeriesStates
 from perfml.evaluation.nab import PROFILES, EvaluationError, WindowRows, score_corpus, window_rows
 from perfml.evaluation.scores import DetectionMetrics, detection_metrics, merge_windows
 from perfml.featurestore import FeatureStore
@@ -48,7 +49,7 @@ class LabelledWindowEvaluator:
     start: datetime
     end: datetime
     step: str = "5m"
-    _frames: dict[tuple[str, ...], list[tuple[pa.Table, list[WindowRows]]]] = field(
+    _frames: dict[tuple[str, ...], list[tuple[str, pa.Table, list[WindowRows]]]] = field(
         default_factory=dict, repr=False
     )
 
@@ -71,13 +72,19 @@ class LabelledWindowEvaluator:
             raise EvaluationError(f"{version.ref} records no features: which data does it score?")
         return self.figures(detector, version.features)
 
-    def figures(self, detector: Detector, features: Sequence[str]) -> dict[str, float]:
-        """The gate's figures of ``detector`` scoring ``features`` over the window (a model
-        not registered yet — the training pipeline's candidate — is judged the same way)."""
-        series = self._series(tuple(features), detector.multivariate)
+    def figures(self, model: SeriesStates | Detector, features: Sequence[str]) -> dict[str, float]:
+        """The gate's figures of ``model`` scoring ``features`` over the window: each entity
+        from its own state (the fleet prior's if the model never saw it), learning as it goes,
+        as it would run live (a model not registered yet — the training pipeline's candidate
+        — is judged the same way; one detector is the prior of no series)."""
+        states = model if isinstance(model, SeriesStates) else SeriesStates.empty(model)
+        series = self._series(tuple(features), states.detector.multivariate)
+        columns = states.detector.columns
+        arrays = [as_arrays(frame, states.detector.name, columns)[:2] for _, frame, _ in series]
+        replayed = states.replay([entity for entity, _, _ in series], arrays)
         scored: dict[str, tuple[Floats, list[WindowRows]]] = {}
-        for number, (frame, windows) in enumerate(series):
-            scored[str(number)] = (detector.score(frame), windows)
+        for (entity, _, windows), scores in zip(series, replayed, strict=True):
+            scored[entity] = (scores, windows)
         if not any(windows for _, windows in scored.values()):
             raise GateDataError("labelled anomaly windows", self.start, self.end)
         nab = score_corpus(scored, PROFILES["standard"])
@@ -95,7 +102,7 @@ class LabelledWindowEvaluator:
 
     def _series(
         self, features: tuple[str, ...], multivariate: bool
-    ) -> list[tuple[pa.Table, list[WindowRows]]]:
+    ) -> list[tuple[str, pa.Table, list[WindowRows]]]:
         key = (*features, str(multivariate))
         if key not in self._frames:
             self._frames[key] = self._read(features, multivariate)
@@ -103,7 +110,7 @@ class LabelledWindowEvaluator:
 
     def _read(
         self, features: tuple[str, ...], multivariate: bool
-    ) -> list[tuple[pa.Table, list[WindowRows]]]:
+    ) -> list[tuple[str, pa.Table, list[WindowRows]]]:
         metrics = list(features) if multivariate else [features[0]]
         if multivariate:
             wide = self.store.align(metrics, self.step, start=self.start, end=self.end)
@@ -124,7 +131,7 @@ class LabelledWindowEvaluator:
                 if w.end >= lo and w.start < hi
             ]
             ts = frame.column("ts").cast(pa.int64()).to_numpy()
-            found.append((frame, merge_windows(window_rows(ts, spans))))
+            found.append((entity, frame, merge_windows(window_rows(ts, spans))))
         return found
 
 

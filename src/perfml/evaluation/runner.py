@@ -48,9 +48,9 @@ import pyarrow.csv as pacsv
 
 from perfml.detectors import create
 from perfml.detectors.base import Detector
-from perfml.detectors.series import SeriesStates, vectorised
 from perfml.detectors.errors import NotFittedError
 from perfml.detectors.frames import Floats, Millis
+from perfml.detectors.series import SeriesStates, vectorised
 from perfml.errors import PerfmlError, UsageError
 from perfml.evaluation.nab import (
     PROBATION_FRACTION,

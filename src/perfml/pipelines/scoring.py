@@ -2,8 +2,8 @@
 
 One task, ``score``, reads each entity's points of a metric in ``[start, end)`` from the
 feature store, sends them to a served model's ``/v2/models/{model}/infer`` in requests of
-``batch_rows`` rows (each entity in time order, so the model sees each series as it would
-online), and writes ``(entity, ts, value, anomaly_score)`` as one Parquet file into the output
+``batch_rows`` rows, each row naming its entity (so the server scores it against that
+series' state), and writes ``(entity, ts, value, anomaly_score)`` as one Parquet file into the output
 volume. It is the job an SRE team schedules to score yesterday's fleet with today's model.
 
 What it needs is declared as preconditions, as a Kubernetes pod declares its volume and secret:
@@ -99,6 +99,8 @@ def score(
                          "data": chunk_ts},
                         {"name": "value", "shape": [len(chunk_ts)], "datatype": "FP64",
                          "data": chunk_values},
+                        {"name": "entity", "shape": [len(chunk_ts)], "datatype": "BYTES",
+                         "data": [entity] * len(chunk_ts)},
                     ],
                     "outputs": [{"name": "anomaly_score"}],
                 }  # fmt: skip

@@ -12,16 +12,16 @@ the registry, which each job opens in its own process (:class:`~perfml.pipelines
 - **preprocess** streams the training part of the window (``[start, split)``) into an Arrow IPC
   stream, batch by batch, never holding more than one batch (univariate: the long points of
   the metric from :meth:`FeatureStore.stream`; multivariate: each entity's aligned wide frame).
-- **train** learns from that stream as a stream. A univariate model is *one model per metric,
-  fitted on the fleet's series*: the detector is reset once, then learns each entity's series in
-  turn with ``learn`` — a fleet-wide notion of normal, which serves any entity of the metric.
-  A multivariate model learns each entity's wide frame in turn. A detector trained in one batch
-  (its own ``fit``, e.g. ``iforest``) is fitted on the first entity's frame, then ``learn``s
-  the others. The saved detector is the step's artifact.
+- **train** learns *one state per series*: each entity of a univariate model's metric (or each
+  entity's wide frame, for a multivariate model) learns from its own history, and a *fleet
+  prior* (the states merged) is what an entity never seen starts from. Entities are learnt
+  side by side, a bounded number of rows at a time (a detector trained in one batch, e.g.
+  ``iforest``, is fitted on each entity's frame). The saved
+  :class:`~perfml.detectors.series.SeriesStates` is the step's artifact.
 - **evaluate** scores the held-out window ``[split, end)`` with the promotion gate's own
-  evaluator (:class:`~perfml.evaluation.labelled_window.LabelledWindowEvaluator`: NAB standard
-  at the
-  swept threshold, event and point F1), and writes the figures as JSON.
+  evaluator (:class:`~perfml.evaluation.labelled_window.LabelledWindowEvaluator`: each entity
+  from its own state; NAB standard at the swept threshold, event and point F1), and writes the
+  figures as JSON.
 - **register** records the version with its lineage (the run id, the training window, the
   features and the figures) and, with ``promote``, moves the alias through the gate, both
   versions evaluated on the same held-out window; it returns the
@@ -251,36 +251,58 @@ def _cast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 def train(
     batches: Path, detector: str, detector_params: dict[str, Any], model_file: Path
 ) -> dict[str, Any]:
-    """Learn from the stream of batches (see the module's docstring); save the detector."""
+    """Learn one state per entity, each from its own history in the stream of batches, and
+    the fleet prior that summarises them (see the module's docstring); save the states.
+
+    Entities are learnt :data:`TOGETHER_ROWS` rows at a time, side by side (one NumPy pass per
+    time step for a vectorised detector), so memory is bounded by that many rows."""
     from perfml.detectors import create
-    from perfml.detectors.base import Detector
     from perfml.detectors.frames import as_arrays
+    from perfml.detectors.series import SeriesStates
 
     model = create(detector, **detector_params)
-    batch_fitted = type(model).fit is not Detector.fit
-    fitted, rows = False, 0
-    for frame in _entity_frames(batches, batch_fitted):
-        if batch_fitted and not fitted:
-            model.fit(frame)
-        else:
-            ts, values, columns = as_arrays(frame, model.name, model.columns)
-            if not fitted:
-                model.reset()
-                model.columns = columns
-            model.learn(ts, values)
-        fitted = True
-        rows += frame.num_rows
-    if not fitted:
+    states = SeriesStates.empty(model)
+    pending: list[tuple[str, Any, Any]] = []
+    rows = held = 0
+
+    def learn_pending() -> None:
+        if not pending:
+            return
+        names = [entity for entity, _, _ in pending]
+        at = states.rows(names, add=True)
+        states.fit(
+            np.concatenate([np.full(len(ts), row) for row, (_, ts, _) in zip(at, pending)]),
+            np.concatenate([ts for _, ts, _ in pending]),
+            np.concatenate([values for _, _, values in pending]),
+        )
+        pending.clear()
+
+    for entity, frame in _entity_frames(batches):
+        ts, values, columns = as_arrays(frame, model.name, states.detector.columns)
+        states.detector.columns = columns
+        pending.append((entity, ts, values))
+        rows += len(ts)
+        held += len(ts)
+        if held >= TOGETHER_ROWS:
+            learn_pending()
+            held = 0
+    learn_pending()
+    if not len(states):
         raise TrainingError("the training stream is empty: nothing to learn from")
-    digest = model.save(model_file)
-    print(f"{model.name} learnt {rows:,} rows; sha256:{digest[:12]}")
-    return {"detector": model.name, "rows": rows, "sha256": digest}
+    states.refresh_prior()
+    states.prior.columns = states.detector.columns
+    digest = states.save(model_file)
+    print(f"{model.name} learnt {rows:,} rows of {len(states):,} series; sha256:{digest[:12]}")
+    return {"detector": model.name, "rows": rows, "series": len(states), "sha256": digest}
 
 
-def _entity_frames(batches: Path, whole_entities: bool) -> Iterator[pa.Table]:
-    """``ts`` and value columns per run of one entity in the stream; with ``whole_entities``
-    until the first entity is whole (a batch-trained detector is fitted on it), streaming
-    after that."""
+TOGETHER_ROWS = 2_000_000
+"""Rows of the stream learnt side by side at most (the training step's memory bound)."""
+
+
+def _entity_frames(batches: Path) -> Iterator[tuple[str, pa.Table]]:
+    """Each entity's whole history in the stream (``ts`` and value columns), in turn; the
+    stream holds each entity's rows together, in time order."""
     current: str | None = None
     pending: list[pa.Table] = []
     with pa.OSFile(str(batches), "rb") as source, pa.ipc.open_stream(source) as reader:
@@ -289,18 +311,15 @@ def _entity_frames(batches: Path, whole_entities: bool) -> Iterator[pa.Table]:
             names = np.asarray(table.column("entity").to_pylist(), dtype=object)
             cuts = np.flatnonzero(names[1:] != names[:-1]) + 1
             for lo, hi in zip([0, *cuts], [*cuts, len(names)], strict=True):
-                part = table.slice(int(lo), int(hi - lo))
+                part = table.slice(int(lo), int(hi - lo)).drop(["entity"])
                 entity = str(names[lo])
-                if whole_entities and (current is None or entity == current):
-                    current = entity
-                    pending.append(part.drop(["entity"]))
-                    continue
-                if pending:
-                    yield pa.concat_tables(pending)
+                if entity != current and pending:
+                    yield str(current), pa.concat_tables(pending)
                     pending = []
-                yield part.drop(["entity"])
+                current = entity
+                pending.append(part)
     if pending:
-        yield pa.concat_tables(pending)
+        yield str(current), pa.concat_tables(pending)
 
 
 @training_step(
@@ -321,13 +340,13 @@ def evaluate(
     figures: Path,
 ) -> dict[str, float]:
     """The promotion gate's figures of the candidate on the held-out ``[split, end)``."""
-    from perfml.detectors import load
+    from perfml.detectors.series import load_series
     from perfml.evaluation.labelled_window import GateDataError, LabelledWindowEvaluator
 
     split, last = split_instant(start, end, holdout), parse_instant(end, "end")
     evaluator = LabelledWindowEvaluator(None, store, split, last, step)
     try:
-        found = evaluator.figures(load(model_file), metrics)
+        found = evaluator.figures(load_series(model_file), metrics)
         note = ""
     except GateDataError as exc:
         found, note = {}, str(exc)
@@ -360,7 +379,7 @@ def register(
     :class:`~perfml.pipelines.outcomes.TrainingOutcome` as JSON. The webhook events of these
     changes are sent when the job's workspace closes (:meth:`perfml.workspace.Workspace.close`).
     """
-    from perfml.detectors import load
+    from perfml.detectors.series import load_series
     from perfml.evaluation.labelled_window import GateDataError, LabelledWindowEvaluator
     from perfml.registry import MetricThreshold, PromotionRefusedError
     from perfml.registry.detector_versions import register_detector
@@ -370,7 +389,7 @@ def register(
     version = register_detector(
         registry,
         model,
-        load(model_file),
+        load_series(model_file),
         features=metrics,
         entities=json.loads(selection.read_text())["entities"],
         data_start=parse_instant(start, "start"),

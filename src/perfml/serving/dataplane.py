@@ -48,6 +48,8 @@ from perfml.serving.types import (
 from perfml.timeparse import parse_instant, to_epoch_ms
 
 TS = "ts"
+ENTITY = "entity"
+"""The optional BYTES input naming each row's series (host, VM, service)."""
 SCORE = "anomaly_score"
 FLAG = "is_anomaly"
 MAX_ROWS = 1_000_000
@@ -90,13 +92,16 @@ class DataPlane:
             versions=[str(info.version)],
             platform=f"perfml/{info.detector}",
             inputs=[MetadataTensor(name=TS, datatype="INT64", shape=[-1])]
-            + [MetadataTensor(name=c, datatype="FP64", shape=[-1]) for c in _columns(model)],
+            + [MetadataTensor(name=c, datatype="FP64", shape=[-1]) for c in _columns(model)]
+            + [MetadataTensor(name=ENTITY, datatype="BYTES", shape=[-1])],
             outputs=outputs,
             parameters={
                 "ref": model.ref,
                 "digest": info.digest,
                 "features": info.features,
                 "aliases": list(info.aliases),
+                "series": len(model.states),
+                "optional_inputs": [ENTITY],
                 **({"threshold": model.threshold} if model.threshold is not None else {}),
             },
         )
@@ -107,9 +112,9 @@ class DataPlane:
         self, name: str, request: InferenceRequest, version: str | None = None
     ) -> InferenceResponse:
         model = self.models.get(name, version)  # one model object for the whole request
-        ts, values = decode(request, _columns(model))
+        ts, values, entities = decode(request, _columns(model))
         try:
-            scores = self._snapshots.score(model.detector, ts, values)
+            scores = score_rows(model, ts, values, entities, self._snapshots)
         except BadInputError as exc:
             raise UnprocessableInputError(str(exc)) from None
         except NotFittedError as exc:
@@ -199,6 +204,24 @@ class Snapshots:
         return snapshot
 
 
+def score_rows(
+    model: LoadedModel,
+    ts: Millis,
+    values: Floats,
+    entities: list[str] | None,
+    snapshots: Snapshots | None = None,
+) -> Floats:
+    """A request's scores. With ``entities``, each row against its series' state as it
+    stands (the fleet prior's for a series the version never learnt), nothing learnt, so a
+    point scores the same alone or among others; without, the rows are one series of their
+    own, scored in order from the prior's state (on a copy)."""
+    if entities is not None:
+        return model.states.score(model.states.rows(entities), ts, values)
+    if snapshots is not None:
+        return snapshots.score(model.detector, ts, values)
+    return model.detector.score_values(ts, values)
+
+
 def _columns(model: LoadedModel) -> list[str]:
     return list(model.detector.columns or ["value"])
 
@@ -211,9 +234,13 @@ def _metric_of(model: LoadedModel) -> str:
 # -- decoding and encoding -------------------------------------------------------------------
 
 
-def decode(request: InferenceRequest, columns: list[str]) -> tuple[Millis, Floats]:
-    """The rows a request's inputs describe: ``(ts, values)`` as :func:`as_arrays` gives a
-    frame's (``values`` 1-D for one value column, else rows × ``columns``)."""
+def decode(
+    request: InferenceRequest, columns: list[str]
+) -> tuple[Millis, Floats, list[str] | None]:
+    """The rows a request's inputs describe: ``(ts, values, entities)``, ``ts`` and
+    ``values`` as :func:`as_arrays` gives a frame's (``values`` 1-D for one value column, else
+    rows × ``columns``), ``entities`` the series of each row (None without an ``entity``
+    input: then the rows are one series in time order)."""
     by_name: dict[str, RequestInput] = {}
     for tensor in request.inputs:
         if tensor.name in by_name:
@@ -223,7 +250,7 @@ def decode(request: InferenceRequest, columns: list[str]) -> tuple[Millis, Float
         by_name[columns[0]] = by_name.pop("value")
     expected = [TS, *columns]
     missing = [c for c in expected if c not in by_name]
-    unknown = sorted(set(by_name) - set(expected))
+    unknown = sorted(set(by_name) - set(expected) - {ENTITY})
     if missing or unknown:
         raise UnprocessableInputError(
             f"the model takes inputs {expected}; missing {missing}, unknown {unknown}"
@@ -234,7 +261,8 @@ def decode(request: InferenceRequest, columns: list[str]) -> tuple[Millis, Float
             f"datatype {ts_input.datatype} is not INT64 epoch ms or BYTES ISO-8601", TS
         )
     ts = _timestamps(_flat(ts_input), TS)
-    if len(ts) > 1 and np.any(np.diff(ts) < 0):
+    entities = _entities(by_name[ENTITY], len(ts)) if ENTITY in by_name else None
+    if entities is None and len(ts) > 1 and np.any(np.diff(ts) < 0):
         raise UnprocessableInputError("must not go backwards (sort the rows by ts)", TS)
     arrays: list[Floats] = []
     for column in columns:
@@ -249,7 +277,27 @@ def decode(request: InferenceRequest, columns: list[str]) -> tuple[Millis, Float
                 f"has {len(values)} rows but 'ts' has {len(ts)}", tensor.name
             )
         arrays.append(values)
-    return ts, arrays[0] if len(arrays) == 1 else np.column_stack(arrays)
+    return ts, arrays[0] if len(arrays) == 1 else np.column_stack(arrays), entities
+
+
+def _entities(tensor: RequestInput, rows: int) -> list[str]:
+    if tensor.datatype != "BYTES":
+        raise UnprocessableInputError(
+            f"datatype {tensor.datatype} is not BYTES (one series name per row)", ENTITY
+        )
+    names = []
+    for item in _flat(tensor):
+        if isinstance(item, bytes | bytearray):
+            try:
+                item = bytes(item).decode()
+            except UnicodeDecodeError:
+                raise UnprocessableInputError("a name is not UTF-8", ENTITY) from None
+        if not isinstance(item, str) or not item:
+            raise UnprocessableInputError(f"{item!r} is not a series name", ENTITY)
+        names.append(item)
+    if len(names) != rows:
+        raise UnprocessableInputError(f"has {len(names)} rows but 'ts' has {rows}", ENTITY)
+    return names
 
 
 def _flat(tensor: RequestInput) -> list[Any]:

@@ -38,15 +38,14 @@ from mlserver.types import InferenceRequest as MLServerRequest
 from mlserver.types import InferenceResponse as MLServerResponse
 from mlserver.utils import get_model_uri
 
-from perfml import detectors
-from perfml.detectors import Detector
 from perfml.detectors.errors import BadInputError, NotFittedError
+from perfml.detectors.series import SeriesStates, load_series
 from perfml.errors import PerfmlError
 from perfml.registry.artifacts import verify
 from perfml.registry.errors import ArtifactIntegrityError
 from perfml.registry.names import parse_ref
 from perfml.registry.records import ModelVersion
-from perfml.serving.dataplane import decode, encode
+from perfml.serving.dataplane import decode, encode, score_rows
 from perfml.serving.errors import (
     InferenceFailedError,
     ServingError,
@@ -83,7 +82,7 @@ class PerfmlRuntime(MLModel):  # type: ignore[misc]  # mlserver ships no type in
         self._loaded = LoadedModel(self.name, version.ref, version, detector, time.time())
         return True
 
-    async def _load_from_file(self, extra: dict[str, Any]) -> tuple[ModelVersion, Detector]:
+    async def _load_from_file(self, extra: dict[str, Any]) -> tuple[ModelVersion, SeriesStates]:
         path = await get_model_uri(self.settings)
         expected = extra.get("sha256")
         if not isinstance(expected, str) or not expected:
@@ -92,9 +91,11 @@ class PerfmlRuntime(MLModel):  # type: ignore[misc]  # mlserver ships no type in
         record = extra.get("record")
         if not isinstance(record, dict):
             raise RuntimeSettingsError(self.name, "parameters.extra.record is required")
-        return _version_from_record(record), detectors.load(path)
+        return _version_from_record(record), load_series(path)
 
-    def _load_from_registry(self, uri: str, extra: dict[str, Any]) -> tuple[ModelVersion, Detector]:
+    def _load_from_registry(
+        self, uri: str, extra: dict[str, Any]
+    ) -> tuple[ModelVersion, SeriesStates]:
         from perfml.registry.detector_versions import load_detector
         from perfml.workspace import Workspace  # MLServer's entry point: it builds its parts
 
@@ -114,9 +115,9 @@ class PerfmlRuntime(MLModel):  # type: ignore[misc]  # mlserver ships no type in
         model = self._loaded
         try:
             request = InferenceRequest.model_validate(payload.model_dump(exclude_none=True))
-            ts, values = decode(request, list(model.detector.columns or ["value"]))
+            ts, values, entities = decode(request, list(model.detector.columns or ["value"]))
             try:
-                scores = model.detector.score_values(ts, values)
+                scores = score_rows(model, ts, values, entities)
             except BadInputError as exc:
                 raise UnprocessableInputError(str(exc)) from None
             except NotFittedError as exc:

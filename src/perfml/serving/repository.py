@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from perfml.detectors import Detector
+from perfml.detectors.series import SeriesStates
 from perfml.registry.detector_versions import load_detector
 from perfml.registry.events import Event
 from perfml.registry.names import Ref, parse_ref
@@ -40,8 +41,14 @@ class LoadedModel:
     name: str
     ref: str
     version: ModelVersion
-    detector: Detector
+    states: SeriesStates
+    """One state per series of the version, and the fleet prior."""
     loaded_at: float
+
+    @property
+    def detector(self) -> Detector:
+        """The fleet prior: what a request that names no series is scored from."""
+        return self.states.prior
 
     @property
     def threshold(self) -> float | None:
