@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from perfml.config import ControllerSettings, RegistrySettings, Settings
@@ -29,6 +30,7 @@ from perfml.controller import (
 )
 from perfml.detectors import Detector, create, register
 from perfml.detectors.frames import Floats, Millis
+from perfml.detectors.series import fit_series
 from perfml.evaluation.labelled_window import GateDataError, LabelledWindowEvaluator
 from perfml.featurestore import FeatureStore
 from perfml.pipelines.outcomes import GateVerdict, TrainingOutcome
@@ -112,8 +114,16 @@ class InProcessTrainer:
     def fit_and_register(
         self, kind: str, params: dict[str, Any], start: datetime, split: datetime
     ) -> ModelVersion:
-        rows = self.store.read(METRIC, "host-0000", start, split)
-        detector = create(kind, **params).fit(rows.select(["ts", "value"]))
+        # as the pipeline's train step does: one state per host, each from its own history
+        rows = self.store.read(METRIC, start=start, end=split)
+        hosts = np.asarray(rows.column("entity").to_pylist(), dtype=object)
+        ts = rows.column("ts").cast(pa.int64()).to_numpy()
+        values = rows.column("value").to_numpy()
+        names = sorted(set(hosts))
+        detector = fit_series(
+            create(kind, **params), names,
+            [(ts[hosts == name], values[hosts == name]) for name in names],
+        )  # fmt: skip
         return register_detector(
             self.registry, MODEL, detector, features=[METRIC], data_start=start,
             data_end=split, metrics={"threshold": 0.3},  # what the pipeline's evaluate records

@@ -37,7 +37,7 @@ def test_versions_round_trip_through_an_oci_registry_by_digest(
         registry.promote("cpu-anomaly", version.version)
         resolved, loaded = load_detector(registry, "cpu-anomaly@production")
         assert resolved.digest == version.digest
-        assert loaded.score(frame).tolist() == detector.score(frame).tolist()
+        assert loaded.prior.score(frame).tolist() == detector.score(frame).tolist()
 
     monkeypatch.setenv("PERFML_OCI_PASSWORD", "wrong")
     other = create("toy_rolling_zscore", window=8).fit(make_points(n=300))

@@ -122,7 +122,8 @@ def test_a_bad_entity_input_is_refused_naming_it(
     ]}  # fmt: skip
     answer = series_client.post("/v2/models/web/infer", json=body)
     assert answer.status_code in (400, 422)
-    assert problem in answer.text and "entity" in answer.text
+    assert problem in answer.text
+    assert "entity" in answer.text
 
 
 def test_model_metadata_says_it_takes_an_entity(series_client: TestClient) -> None:

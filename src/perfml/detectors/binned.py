@@ -72,7 +72,7 @@ def rebin(
     bins = counts.shape[-1]
     shape = counts.shape
     flat = counts.reshape(shape[0], -1, bins).astype(np.float64)
-    cumulative = np.concatenate([np.zeros(flat.shape[:2] + (1,)), np.cumsum(flat, axis=2)], 2)
+    cumulative = np.concatenate([np.zeros((*flat.shape[:2], 1)), np.cumsum(flat, axis=2)], 2)
     old_width = (hi - lo) / bins
     edges = new_lo[:, None] + (new_hi - new_lo)[:, None] / bins * np.arange(bins + 1)
     position = np.clip((edges - lo[:, None]) / np.where(old_width > 0, old_width, 1.0)[:, None],
@@ -85,4 +85,5 @@ def rebin(
     inside = np.take_along_axis(flat, whole[:, None, :], 2)
     below = taken + part[:, None, :] * inside
     moved = np.diff(below, axis=2)
-    return moved.reshape(shape).astype(counts.dtype)
+    widened: npt.NDArray[np.floating] = moved.reshape(shape).astype(counts.dtype)
+    return widened

@@ -16,6 +16,7 @@ as a row of the same arrays and scores one point of each of many series in a few
 one object per series, scored one by one — the same answers, more slowly.
 
 >>> import numpy as np
+>>> from perfml.detectors import create
 >>> states = SeriesStates.empty(create("streaming"))
 >>> rows = states.rows(["web-1", "web-2"], add=True)
 >>> ts = np.arange(400, dtype=np.int64) * 300_000
@@ -75,10 +76,6 @@ class SeriesStates:
         else:
             bank = []
         return cls(detector, [], bank, detector.copy())
-
-    @property
-    def vectorised(self) -> bool:
-        return isinstance(self.bank, dict)
 
     def __len__(self) -> int:
         return len(self.entities)
@@ -180,7 +177,7 @@ class SeriesStates:
                 {
                     "ts": pa.array(ts[part], pa.int64()),
                     **{c: pa.array(block[:, i]) for i, c in enumerate(columns)},
-                }  # fmt: skip
+                }
             )
             self.bank[int(rows[part[0]])] = model.fit(frame)
 
@@ -192,7 +189,9 @@ class SeriesStates:
         entities in one pass; these states are left unchanged."""
         trial = self.subset(entities)
         rows = trial.rows(entities)
-        every = np.concatenate([np.full(len(ts), row) for row, (ts, _) in zip(rows, series)])
+        every = np.concatenate(
+            [np.full(len(ts), row) for row, (ts, _) in zip(rows, series, strict=True)]
+        )
         scores = trial.step(
             every.astype(np.intp),
             np.concatenate([np.asarray(ts, np.int64) for ts, _ in series]),
@@ -253,7 +252,7 @@ class SeriesStates:
             prior.bank = self.detector.prior(self.bank)  # type: ignore[attr-defined]
             self.prior = prior
         elif self.bank:
-            # A detector without a vectorised form has no merge: the series learnt most.
+            # A detector without a vectorised form has no merge: the last series learnt.
             self.prior = copy.deepcopy(self.bank[-1])
 
     # -- saved form ---------------------------------------------------------------------------
@@ -315,7 +314,7 @@ def load_series(
         ends = saved.arrays["entity_ends"]
         raw = saved.arrays["entity_bytes"].tobytes()
         starts = np.r_[0, ends[:-1]] if len(ends) else np.zeros(0, np.int64)
-        entities = [raw[a:b].decode() for a, b in zip(starts.tolist(), ends.tolist())]
+        entities = [raw[a:b].decode() for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
         prior_arrays = {k[6:]: v for k, v in saved.arrays.items() if k.startswith("prior_")}
         prior = restore(path, saved, {"columns": columns, **series["prior"]}, prior_arrays,
                         registry)  # fmt: skip
@@ -365,10 +364,16 @@ def _rounds(rows: Rows) -> Iterable[Rows]:
 def fit_series(
     detector: Detector, entities: Sequence[str], frames: Iterable[tuple[Millis, Floats]]
 ) -> SeriesStates:
-    """States learnt by ``detector``'s kind for each entity from its own ``(ts, values)``."""
+    """States learnt by ``detector``'s kind for each entity from its own ``(ts, values)``,
+    all entities side by side, and the fleet prior that merges them."""
     states = SeriesStates.empty(type(detector)(**detector.params.model_dump()))
-    for entity, (ts, values) in zip(entities, frames, strict=True):
-        rows = states.rows([entity] * len(ts), add=True)
-        states.learn(rows, ts, values)
+    states.detector.columns = detector.columns
+    parts = list(frames)
+    rows = states.rows(entities, add=True)
+    states.fit(
+        np.concatenate([np.full(len(ts), row) for row, (ts, _) in zip(rows, parts, strict=True)]),
+        np.concatenate([np.asarray(ts, np.int64) for ts, _ in parts]),
+        np.concatenate([np.asarray(values, np.float64) for _, values in parts]),
+    )
     states.refresh_prior()
     return states

@@ -2,10 +2,11 @@
 
 A version's model covers store metrics (its ``features``): a univariate model scores each
 entity's series of its one metric, a multivariate one each entity's aligned frame of all of
-them — each entity from its own state, as it runs live. The evaluator reads the store's points and labelled windows in ``[start, end)`` once,
-scores them with each version it is asked about, and reports the figures the gate compares:
-the NAB standard score (normalised, at the best threshold over the window's series) and the
-point-wise and event-wise F1 at that threshold. Every version sees the same rows and labels.
+them — each entity from its own state, as it runs live. The evaluator reads the store's
+points and labelled windows in ``[start, end)`` once, scores them with each version it is
+asked about, and reports the figures the gate compares: the NAB standard score (normalised,
+at the best threshold over the window's series) and the point-wise and event-wise F1 at that
+threshold. Every version sees the same rows and labels.
 """
 
 from __future__ import annotations

@@ -304,7 +304,7 @@ def score_together(tasks: Sequence[SeriesTask], detector: Detector) -> dict[str,
     states = SeriesStates.empty(detector.copy())
     rows = states.rows([task.key for task in tasks], add=True)
     parts: list[tuple[SeriesTask, Millis, Floats, int]] = []
-    for task, row in zip(tasks, rows.tolist(), strict=True):
+    for task in tasks:
         frame = _read_frame(task)
         ts = clock(np.asarray(frame.column("ts").cast(pa.int64()).to_numpy(), dtype=np.int64))
         values = np.asarray(
@@ -313,7 +313,9 @@ def score_together(tasks: Sequence[SeriesTask], detector: Detector) -> dict[str,
         fit = math.floor(task.fit_fraction * len(ts))
         parts.append((task, ts, values, fit))
     states.learn(
-        np.concatenate([np.full(fit, row) for row, (*_, fit) in zip(rows.tolist(), parts)]),
+        np.concatenate(
+            [np.full(fit, row) for row, (*_, fit) in zip(rows.tolist(), parts, strict=True)]
+        ),
         np.concatenate([ts[:fit] for _, ts, _, fit in parts]),
         np.concatenate([values[:fit] for _, _, values, fit in parts]),
     )

@@ -3,8 +3,9 @@
 One task, ``score``, reads each entity's points of a metric in ``[start, end)`` from the
 feature store, sends them to a served model's ``/v2/models/{model}/infer`` in requests of
 ``batch_rows`` rows, each row naming its entity (so the server scores it against that
-series' state), and writes ``(entity, ts, value, anomaly_score)`` as one Parquet file into the output
-volume. It is the job an SRE team schedules to score yesterday's fleet with today's model.
+series' state), and writes ``(entity, ts, value, anomaly_score)`` as one Parquet file into
+the output volume. It is the job an SRE team schedules to score yesterday's fleet with
+today's model.
 
 What it needs is declared as preconditions, as a Kubernetes pod declares its volume and secret:
 the output volume must exist and the API token must be in the environment (the variable

@@ -271,7 +271,9 @@ def train(
         names = [entity for entity, _, _ in pending]
         at = states.rows(names, add=True)
         states.fit(
-            np.concatenate([np.full(len(ts), row) for row, (_, ts, _) in zip(at, pending)]),
+            np.concatenate(
+                [np.full(len(ts), row) for row, (_, ts, _) in zip(at, pending, strict=True)]
+            ),
             np.concatenate([ts for _, ts, _ in pending]),
             np.concatenate([values for _, _, values in pending]),
         )

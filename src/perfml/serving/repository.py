@@ -27,7 +27,7 @@ from perfml.serving.errors import ModelNotFoundError, ModelNotReadyError
 
 logger = logging.getLogger(__name__)
 
-Loader = Callable[[ModelRegistry, Ref], tuple[ModelVersion, Detector]]
+Loader = Callable[[ModelRegistry, Ref], tuple[ModelVersion, SeriesStates]]
 LoadFailed = Callable[[str, int | None, BaseException], None]
 """``on_load_failed(model, version, error)``; ``version`` is None when it did not resolve."""
 Loaded = Callable[[str, int, float], None]
@@ -86,7 +86,8 @@ class ModelRepository:
         poll_interval: float | None = 10.0,
         on_load_failed: LoadFailed | None = None,
         on_loaded: Loaded | None = None,
-        loader: Loader = load_detector,
+        # memory-mapped: serving never learns, so a model of many series stays on disk
+        loader: Loader = lambda registry, ref: load_detector(registry, ref, mmap=True),
     ) -> None:
         self.registry = registry
         self.poll_interval = poll_interval
