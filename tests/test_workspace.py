@@ -58,14 +58,14 @@ def test_closing_announces_only_what_this_workspace_changed(tmp_path: Path, make
             workspace.registry().add_webhook(receiver.url, "k", ["version_created"])
         # another process registers a version and ends before delivering its event
         with registry_at(settings.registry_url, settings.artifacts_path) as other:
-            other.register("cpu", make_artifact(b"v1"), detector="seasonal")
+            other.register("cpu", make_artifact(b"v1"), detector="streaming")
         with Workspace(settings) as workspace:  # a read-only command, as the CLI opens it
             registry = workspace.registry(background_delivery=False)
             assert [m.name for m in registry.models()] == ["cpu"]
         assert receiver.received == []  # it delivered nothing: it changed nothing
         with Workspace(settings) as workspace:
             registry = workspace.registry(background_delivery=False)
-            registry.register("cpu", make_artifact(b"v2"), detector="seasonal")
+            registry.register("cpu", make_artifact(b"v2"), detector="streaming")
             assert receiver.received == []  # delivered when the command ends
         versions = sorted(json.loads(body)["version"] for _, body in receiver.received)
         assert versions == [1, 2]  # its own, and the one left waiting by the other process

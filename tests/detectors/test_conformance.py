@@ -44,7 +44,7 @@ def checker(
 
 
 def test_every_builtin_detector_is_checked() -> None:
-    assert set(BUILTIN.names()) == {"streaming", "seasonal", "iforest"}
+    assert set(BUILTIN.names()) == {"streaming", "iforest"}
 
 
 @pytest.mark.parametrize("check", CHECKS)

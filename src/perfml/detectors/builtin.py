@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from perfml.detectors.base import Detector
 from perfml.detectors.iforest import IsolationForestDetector
-from perfml.detectors.seasonal import SeasonalDetector
 from perfml.detectors.streaming import StreamingDetector
 from perfml.plugins import Registry
 
-BUILTIN: tuple[type[Detector], ...] = (StreamingDetector, SeasonalDetector, IsolationForestDetector)
+BUILTIN: tuple[type[Detector], ...] = (StreamingDetector, IsolationForestDetector)
 """Every detector perfml provides."""
 
 

@@ -34,7 +34,7 @@ the metric's training median before any.
 >>> bool(scores[300:312].mean() > np.percentile(scores[:300], 95))
 True
 
-A single metric's trouble is better left to a univariate detector such as ``"seasonal"``: the
+A single metric's trouble is better left to a univariate detector such as ``"streaming"``: the
 forest spreads its splits over the features of every metric, and a value beyond the training
 range isolates no faster than the most extreme training row. Run both.
 """
