@@ -87,12 +87,32 @@ def test_a_value_seen_at_this_time_of_day_is_not_an_anomaly() -> None:
     for day in range(10):
         nightly[day * DAY + 24 : day * DAY + 30] += 40.0
     scores = scores_of(ts, nightly)
-    assert scores[2 * DAY :].max() < 0.1
+    # Its values are usual at that time; its jump is one point of the hour's twelve, so
+    # somewhat unusual, but far below an alarm (NAB's threshold is about 0.35).
+    assert scores[2 * DAY :].max() < 0.22
+    assert scores_of(ts, nightly, change_weight=0.0)[2 * DAY :].max() < 0.1
     # The same plateau at another time of day: a value seen (the global and recent experts
     # know it) in a new context (the phase expert does not), so raised but no novelty.
     off_time = nightly.copy()
     off_time[AT : AT + 6] += 40.0
-    assert scores_of(ts, off_time)[AT] > 5 * scores[2 * DAY :].max()
+    assert scores_of(ts, off_time)[AT] > 1.3 * scores[2 * DAY :].max()
+
+
+def test_an_abrupt_move_within_the_usual_range_scores_high() -> None:
+    """The values stay where they always were, but they get there as they never did: only
+    the change since the last point tells (a slow cycle that suddenly skips to its peak)."""
+    ts = np.arange(4000, dtype=np.int64) * 300_000
+    i = np.arange(4000)
+    values = (
+        35.0 + 2.0 * np.sin(2 * np.pi * i / 700) + np.random.default_rng(3).normal(0, 0.05, i.size)
+    )
+    skipped = values.copy()
+    trough = 3000 + int(np.argmin(values[3000:3700]))
+    skipped[trough : trough + 6] = values[trough - 350 : trough - 344]  # the peak's values
+    scores = scores_of(ts, skipped)
+    assert scores[trough] > 0.5
+    assert scores[trough] > 2 * scores[1000:trough].max()
+    assert scores_of(ts, skipped, change_weight=0.0)[trough] < 0.1
 
 
 def test_a_jump_after_a_constant_stretch_scores_high() -> None:
@@ -177,13 +197,13 @@ def test_a_saved_detector_goes_on_exactly_as_the_original(tmp_path: Path, histor
 
 
 def test_the_state_is_the_same_size_whatever_the_series_length() -> None:
-    """A sketch, not the points: a day and six days of history take the same 2,904 bytes."""
+    """A sketch, not the points: a day and six days of history take the same 4,016 bytes."""
     ts, values = periodic(days=6)
     sizes = set()
     for days in (1, 6):
         fitted = create("streaming").fit(frame(ts[: days * DAY], values[: days * DAY]))
         sizes.add(sum(array.nbytes for array in fitted.get_state()[1].values()))
-    assert sizes == {2904}
+    assert sizes == {4016}
     assert StreamingDetector.max_state_bytes == 4096
 
 
@@ -204,7 +224,8 @@ def test_nab_51_files_scored_as_one_corpus() -> None:
     scored = score_tasks(tasks, "streaming")
     assert len(scored) == 51
     cost = PROFILES["standard"]
-    assert evaluate(scored, "streaming").score("standard") >= 70.0
+    assert evaluate(scored, "streaming").score("standard") >= 74.5
     categories = by_category(scored, cost)
-    assert min(categories.values()) >= 58.0
-    assert categories["realAWSCloudwatch"] >= 70.0
+    assert min(categories.values()) >= 59.0
+    assert categories["realAWSCloudwatch"] >= 76.0
+    assert categories["realTraffic"] >= 88.0
