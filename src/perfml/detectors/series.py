@@ -11,7 +11,7 @@ of many series in one call over arrays (the entity's row, ts, value):
   it comes alone or among others (what serving does).
 
 A detector that declares ``vectorised = True`` (the default ``streaming``) keeps every series
-as a row of the same arrays and scores one point of each of many series in a few NumPy passes
+as a row of the same arrays and scores the points of many series in one compiled pass
 (:meth:`~perfml.detectors.streaming.StreamingDetector.step_rows`); any other detector keeps
 one object per series, scored one by one — the same answers, more slowly.
 
@@ -144,9 +144,7 @@ class SeriesStates:
         if isinstance(self.bank, dict):
             self._writable()
             step = self.detector.step_rows  # type: ignore[attr-defined]
-            for points in _rounds(rows):
-                out[points] = step(self.bank, rows[points], ts[points], values[points], True)
-            return out
+            return np.asarray(step(self.bank, rows, ts, values, True), np.float64)
         order = np.argsort(rows, kind="stable")
         cuts = np.flatnonzero(np.diff(rows[order])) + 1
         for part in np.split(order, cuts) if len(order) else []:
@@ -344,21 +342,6 @@ def load_series(
 def vectorised(detector: Detector) -> bool:
     """Whether ``detector`` keeps many series as rows of the same arrays."""
     return bool(getattr(type(detector), "vectorised", False))
-
-
-def _rounds(rows: Rows) -> Iterable[Rows]:
-    """The positions of ``rows`` in rounds in which no row repeats: the k-th point of each
-    series in round k, so each series' points keep their order."""
-    if len(rows) == 0:
-        return []
-    order = np.argsort(rows, kind="stable")
-    ordered = rows[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    lengths = np.diff(np.r_[starts, len(rows)])
-    rank = np.arange(len(rows)) - np.repeat(starts, lengths)
-    by_rank = np.argsort(rank, kind="stable")
-    cuts = np.flatnonzero(np.diff(rank[by_rank])) + 1
-    return np.split(order[by_rank], cuts)
 
 
 def fit_series(

@@ -32,10 +32,11 @@ before it; the row is then learnt. Missing values score 0 and are not learnt.
 **The memory is a sketch, not the points**: decayed counts in 60 bins over the series' range
 (level: global and recent) and in 40 bins over the range of its changes, and in 20 bins for
 each half hour (level) or hour (change) of the day, on grids that widen when a value falls
-outside them — 4,016 bytes per series whatever its length. Every series is a row of the same
-arrays, so :meth:`StreamingDetector.step_rows` scores (and learns) one new point of each of many
-series in a few NumPy passes; the per-series path is the same code on one row, so both give the
-same scores.
+outside them — 4,024 bytes per series whatever its length (the time-of-day counts in half
+precision). Every series is a row of the same arrays, and :meth:`StreamingDetector.step_rows`
+scores (and learns) points of many series in one compiled pass
+(:mod:`perfml.detectors.sketch_kernel`) that reads and writes only each point's own row; the
+per-series path is the same code on one row, so both give the same scores.
 
 Design record — NAB, the 51 files of six categories scored as one corpus (one threshold):
 standard 75.2, cross-validated 73.8 (threshold chosen on half the files, 50 random splits);
@@ -73,7 +74,7 @@ import numpy.typing as npt
 from pydantic import Field
 
 from perfml.detectors.base import Detector, DetectorParams, State, register
-from perfml.detectors.binned import rebin, row_sums, window, window_mass
+from perfml.detectors.binned import rebin
 from perfml.detectors.errors import BadInputError
 from perfml.detectors.frames import Floats, Millis
 
@@ -83,14 +84,12 @@ GRID_MARGIN = 0.1
 """A widened grid reaches past the new value by this share of the range seen."""
 RENORMALISE = 1e-4
 """Stored counts are rescaled when their lazy decay factor falls below this."""
-PHASE_RENORMALISE = 1.0 / 16.0
-"""The same for the time-of-day counts, stored in half precision."""
 NOVEL_BELOW = 0.5
 """A point is new when less remembered mass than this lies within the tolerance of it."""
 
 # The numbers every series keeps once, one column each of ``memory``...
-SCALE, LAST_TS, SEEN, RECENT_AT, RECENT_TOTAL, LAST_VALUE = range(6)
-SHARED = 6
+SCALE, LAST_TS, SEEN, RECENT_AT, RECENT_TOTAL, LAST_VALUE, PHASE_SCALE = range(7)
+SHARED = 7
 # ... and those it keeps per view, from the view's first column.
 SPAN_LO, SPAN_HI, GRID_LO, GRID_HI, TOTAL, NOVEL, W_GLOBAL, W_PHASE, W_RECENT, ALARM = range(10)
 FIELDS = 10
@@ -131,9 +130,9 @@ VIEWS = (LEVEL, CHANGE)
 MEMORY = SHARED + FIELDS * len(VIEWS)
 
 Bank = dict[str, npt.NDArray[Any]]
-"""The states of many series: ``memory`` (rows × 26 float64); per view, the long-run
+"""The states of many series: ``memory`` (rows × 27 float64); per view, the long-run
 histogram ``<view>_counts`` (rows × 60 float32) and the time-of-day histograms
-``<view>_phase`` (rows × phases × 20 float16) with their lazy decay ``<view>_phase_scale``
+``<view>_phase`` (rows × phases × 20 float16) with their totals ``<view>_phase_total``
 (rows × phases float32); and the level's recent histogram ``level_recent``."""
 
 
@@ -152,7 +151,11 @@ class StreamingDetector(Detector):
             0.05, gt=0.0, le=0.25, description="tolerance: a fraction of the range of the history"
         )
         history: int = Field(
-            8064, ge=32, description="points of long-run memory (4 weeks of 5-minute samples)"
+            8064,
+            ge=32,
+            le=16_128,
+            description="points of long-run memory (4 weeks of 5-minute samples; at most 8 "
+            "weeks, as the time-of-day counts are kept in half precision)",
         )
         recent_hours: float = Field(24.0, gt=0.0, description="the recent expert's memory")
         share: float = Field(0.05, gt=0.0, lt=1.0, description="fixed share of the mixture")
@@ -176,7 +179,7 @@ class StreamingDetector(Detector):
     def new_bank(self, rows: int) -> Bank:
         """The states of ``rows`` series that have seen nothing."""
         memory = np.zeros((rows, MEMORY))
-        memory[:, SCALE] = 1.0
+        memory[:, SCALE] = memory[:, PHASE_SCALE] = 1.0
         memory[:, LAST_TS] = memory[:, LAST_VALUE] = np.nan
         bank = {"memory": memory}
         for view in VIEWS:
@@ -187,244 +190,46 @@ class StreamingDetector(Detector):
             if view.recent:
                 bank[f"{view.name}_recent"] = np.zeros((rows, view.bins), np.float32)
             bank[f"{view.name}_phase"] = np.zeros((rows, view.phases, view.phase_bins), np.float16)
-            bank[f"{view.name}_phase_scale"] = np.ones((rows, view.phases), np.float32)
+            bank[f"{view.name}_phase_total"] = np.zeros((rows, view.phases), np.float32)
         return bank
 
     def step_rows(
         self, bank: Bank, rows: npt.NDArray[np.intp], ts: Millis, values: Floats, learn: bool
     ) -> Floats:
-        """Score one new point of each of the series ``rows`` (distinct) of ``bank``, at
-        ``ts`` with ``values``; with ``learn``, then learn them (``bank`` is changed in place).
-        """
-        p = self.params
-        memory = bank["memory"][rows]
-        x = np.asarray(values, np.float64)
-        t = np.asarray(ts, np.int64)
-        finite = np.isfinite(x)
-        x = np.where(finite, x, 0.0)
-        seen = memory[:, SEEN]
-        # The change since the series' last (finite) point; none before its first.
-        has_change = finite & np.isfinite(memory[:, LAST_VALUE])
-        change = np.where(has_change, x - memory[:, LAST_VALUE], 0.0)
-        since = np.where(np.isnan(memory[:, LAST_TS]), 0.0, t - memory[:, LAST_TS])
-        rearm = np.exp(-np.maximum(since, 0.0) / (p.rearm_hours * HOUR_MS))
+        """Score each point ``(rows[i], ts[i], values[i])`` of the series of ``bank`` in the
+        order given (a series' points must not go back in time); with ``learn``, learn each
+        before the next (``bank`` is changed in place). A series scores the same bits alone
+        or among others, whatever the order of the others' points."""
+        from perfml.detectors import sketch_kernel
 
-        scores = np.zeros(len(rows))
-        found = []
-        for view, y, warm, weight in (
-            (LEVEL, x, finite & (seen > p.warmup), 1.0),
-            (
-                CHANGE,
-                np.where(has_change, change, 0.0),
-                has_change & (seen > p.warmup + 1),
+        rows = np.ascontiguousarray(rows, np.int64)
+        ts = np.ascontiguousarray(ts, np.int64)
+        values = np.ascontiguousarray(values, np.float64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(bank["memory"])):
+            raise IndexError(f"rows must be of the {len(bank['memory'])} series of the bank")
+        p = self.params
+        params = np.array(
+            [
+                p.resolution,
+                p.history,
+                p.recent_hours,
+                p.share,
+                p.rearm_hours,
+                p.rearm_factor,
                 p.change_weight,
-            ),
-        ):
-            level, near, updated = self._surprise(bank, view, rows, memory, t, y)
-            alarm = memory[:, view.column(ALARM)] * rearm
-            score = np.where(level > alarm, level, level * p.rearm_factor)
-            scores = np.maximum(scores, np.where(warm, np.minimum(score, 1.0) * weight, 0.0))
-            found.append((view, y, warm, level, near, updated, alarm))
-        if not learn:
-            return scores
-
-        for view, _, warm, level, _, updated, alarm in found:
-            experts = view.experts
-            memory[:, experts] = np.where(warm[:, None], updated, memory[:, experts])
-            memory[:, view.column(ALARM)] = np.where(
-                warm, np.maximum(alarm, level), memory[:, view.column(ALARM)]
-            )
-        self._learn(bank, rows[finite], memory[finite], t[finite],
-                    [(view, y[finite], (warm & (near < NOVEL_BELOW))[finite])
-                     for view, y, warm, _, near, _, _ in found])  # fmt: skip
-        return scores
-
-    def _surprise(
-        self, bank: Bank, view: View, rows: npt.NDArray[np.intp], memory: Floats, t: Millis,
-        y: Floats,
-    ) -> tuple[Floats, Floats, Floats]:  # fmt: skip
-        """How surprising ``y`` is to ``view``'s memories of ``rows``: its level (``-log10``
-        of the mixture's probability over ``full_scale``), the remembered mass near it, and
-        the mixture's weights updated by how well each expert predicted it."""
-        p = self.params
-        c = view.column
-        # Where y lies on each series' grid, in bins; the tolerance around it.
-        lo, hi = memory[:, c(GRID_LO)], memory[:, c(GRID_HI)]
-        width = np.where(hi > lo, (hi - lo) / view.bins, 1.0)
-        span = memory[:, c(SPAN_HI)] - memory[:, c(SPAN_LO)]
-        tolerance = np.maximum(p.resolution * span, width)
-        low, high = (y - tolerance - lo) / width, (y + tolerance - lo) / width
-
-        columns, overlap = window(low, high, _reach(p.resolution, view.bins), view.bins)
-        counts = bank[f"{view.name}_counts"]
-        near = window_mass(counts, rows, columns, overlap) * memory[:, SCALE]
-        total = memory[:, c(TOTAL)] * memory[:, SCALE]
-        novelty = (memory[:, c(NOVEL)] * memory[:, SCALE] + 1.0) / (total + 1.0)
-        p_global = (near + novelty) / (total + 1.0)
-
-        phase = ((t % DAY_MS) * view.phases // DAY_MS).astype(np.intp)
-        per_phase_bin = view.bins / view.phase_bins
-        # At least the whole phase bin holding y, as the global window holds its bin.
-        reach_p = np.maximum(tolerance, width * per_phase_bin) / (width * per_phase_bin)
-        centre = (y - lo) / (width * per_phase_bin)
-        reach = _reach(p.resolution, view.phase_bins)
-        columns_p, overlap_p = window(centre - reach_p, centre + reach_p, reach, view.phase_bins)
-        # The day's phases around this one, side by side.
-        offsets = np.arange(-view.neighbours, view.neighbours + 1)
-        around = rows[:, None] * view.phases + (phase[:, None] + offsets) % view.phases
-        scale = np.take(bank[f"{view.name}_phase_scale"], around)
-        histograms = bank[f"{view.name}_phase"].reshape(-1, view.phase_bins)
-        cells = around[:, :, None] * view.phase_bins + columns_p[:, None, :]
-        found = np.take(histograms.reshape(-1), cells).astype(np.float64)
-        # Sums in a fixed order, so a series scores the same bits alone or among many.
-        weighted = found * overlap_p[:, None, :]
-        per_phase = row_sums(weighted.reshape(-1, weighted.shape[2])).reshape(len(rows), -1)
-        near_phase = _in_order(per_phase * scale)
-        whole = histograms[around.reshape(-1)].astype(np.float64)
-        seen_phase = _in_order(row_sums(whole).reshape(len(rows), -1) * scale)
-        p_phase = (near_phase + p_global) / (seen_phase + 1.0)
-
-        weights = memory[:, view.experts]
-        if view.recent:
-            fade = np.exp(-np.maximum(t - memory[:, RECENT_AT], 0.0) / (p.recent_hours * HOUR_MS))
-            recent = bank[f"{view.name}_recent"]
-            near_recent = window_mass(recent, rows, columns, overlap) * fade
-            recent_total = memory[:, RECENT_TOTAL] * fade
-            p_recent = (near_recent + p_global) / (recent_total + 1.0)
-            share = np.full(3, p.share / 3.0)
-        else:
-            p_recent = np.zeros(len(rows))
-            share = np.array([p.share / 2.0, p.share / 2.0, 0.0])
-        experts = np.column_stack([p_global, p_phase, p_recent])
-        mixed = weights[:, 0] * p_global + weights[:, 1] * p_phase + weights[:, 2] * p_recent
-        updated = weights * experts * ((1.0 - p.share) / mixed)[:, None] + share
-        level = -np.log10(mixed) / p.full_scale
-        return level, near, updated
-
-    def _learn(
-        self,
-        bank: Bank,
-        rows: npt.NDArray[np.intp],
-        memory: Floats,
-        t: Millis,
-        views: list[tuple[View, Floats, npt.NDArray[np.bool_]]],
-    ) -> None:
-        """Add the points to the memories of ``rows`` (``memory``: theirs, changed in place):
-        to each view, its value ``y`` of them, ``novel`` where it was new."""
-        p = self.params
-        seen = memory[:, SEEN].copy()
-        previous = np.isfinite(memory[:, LAST_VALUE])
-        size = np.abs(views[0][1])  # how large the series' values are, for a first grid
-        # Global: decayed per point, lazily (counts are stored divided by SCALE).
-        memory[:, SCALE] *= 1.0 - 1.0 / p.history
-        for view, y, novel in views:
-            # The change view learns from a series' second point on.
-            learns = previous if view is CHANGE else np.ones(len(rows), bool)
-            self._learn_view(bank, view, rows[learns], memory, learns, t[learns], y[learns],
-                             novel[learns], size[learns])  # fmt: skip
-        # Recent (the level's): decayed over time, lazily (stored relative to RECENT_AT).
-        memory[:, LAST_TS] = t
-        memory[:, LAST_VALUE] = views[0][1]
-        memory[:, SEEN] = np.minimum(seen + 1, 1e15)
-        bank["memory"][rows] = memory
-        self._renormalise(bank, rows, memory, t)
-
-    def _learn_view(
-        self,
-        bank: Bank,
-        view: View,
-        rows: npt.NDArray[np.intp],
-        all_memory: Floats,
-        learns: npt.NDArray[np.bool_],
-        t: Millis,
-        y: Floats,
-        novel: npt.NDArray[np.bool_],
-        size: Floats,
-    ) -> None:
-        """Add ``y`` to ``view``'s memories of ``rows``, the rows ``learns`` of
-        ``all_memory`` (``size``: the magnitude of the series' values there)."""
-        p = self.params
-        c = view.column
-        memory = all_memory[learns]
-        first = memory[:, c(GRID_HI)] <= memory[:, c(GRID_LO)]  # no grid yet
-        memory[first, c(SPAN_LO)] = memory[first, c(SPAN_HI)] = y[first]
-        # A first grid of almost no width, in proportion to the values (so that scaling a
-        # series by a power of two scales every grid exactly).
-        magnitude = np.maximum(np.abs(y[first]), size[first])
-        nudge = np.where(magnitude > 0.0, magnitude, 1.0) * 1e-9
-        memory[first, c(GRID_LO)], memory[first, c(GRID_HI)] = y[first] - nudge, y[first] + nudge
-        memory[:, c(SPAN_LO)] = np.minimum(memory[:, c(SPAN_LO)], y)
-        memory[:, c(SPAN_HI)] = np.maximum(memory[:, c(SPAN_HI)], y)
-        outside = (y < memory[:, c(GRID_LO)]) | (y >= memory[:, c(GRID_HI)])
-        if outside.any():
-            self._widen(bank, view, rows[outside], memory[outside], y[outside])
-            memory[outside] = bank["memory"][rows[outside]]
-
-        lo, hi = memory[:, c(GRID_LO)], memory[:, c(GRID_HI)]
-        where = np.clip(((y - lo) / (hi - lo) * view.bins).astype(np.intp), 0, view.bins - 1)
-        scale = memory[:, SCALE]
-        memory[:, c(TOTAL)] += 1.0 / scale
-        memory[:, c(NOVEL)] += novel / scale
-        flat = rows * view.bins + where  # rows are distinct: no cell is added to twice
-        bank[f"{view.name}_counts"].reshape(-1)[flat] += (1.0 / scale).astype(np.float32)
-        if view.recent:
-            tau = p.recent_hours * HOUR_MS
-            memory[first, RECENT_AT] = t[first]
-            grow = np.exp((t - memory[:, RECENT_AT]) / tau)
-            memory[:, RECENT_TOTAL] += grow
-            bank[f"{view.name}_recent"].reshape(-1)[flat] += grow.astype(np.float32)
-        # Phase: each histogram decays as it gains a point, lazily too.
-        phase = ((t % DAY_MS) * view.phases // DAY_MS).astype(np.intp)
-        cell = rows * view.phases + phase
-        scales = bank[f"{view.name}_phase_scale"].reshape(-1)
-        scales[cell] *= np.float32(1.0 - view.phases / max(p.history, 2 * view.phases))
-        added = 1.0 / scales[cell]
-        histograms = bank[f"{view.name}_phase"].reshape(-1, view.phase_bins)
-        histograms.reshape(-1)[cell * view.phase_bins + where * view.phase_bins // view.bins] += (
-            added
+                p.full_scale,
+                p.warmup,
+            ],
+            np.float64,
         )
-        low_scale = scales[cell] < PHASE_RENORMALISE
-        if low_scale.any():
-            fix = cell[low_scale]
-            histograms[fix] = histograms[fix] * scales[fix, None]
-            scales[fix] = 1.0
-        all_memory[learns] = memory
-
-    def _widen(
-        self, bank: Bank, view: View, rows: npt.NDArray[np.intp], memory: Floats, y: Floats
-    ) -> None:
-        """Widen the grids of ``view`` of ``rows`` to hold ``y``, re-binning its counts."""
-        c = view.column
-        lo, hi = memory[:, c(GRID_LO)].copy(), memory[:, c(GRID_HI)].copy()
-        margin = GRID_MARGIN * (memory[:, c(SPAN_HI)] - memory[:, c(SPAN_LO)])
-        new_lo = np.where(y < lo, y - margin, lo)
-        new_hi = np.where(y >= hi, y + margin, hi)
-        for name in _histograms(view):
-            bank[name][rows] = rebin(bank[name][rows], lo, hi, new_lo, new_hi)
-        memory[:, c(GRID_LO)], memory[:, c(GRID_HI)] = new_lo, new_hi
-        bank["memory"][rows] = memory
-
-    def _renormalise(
-        self, bank: Bank, rows: npt.NDArray[np.intp], memory: Floats, t: Millis
-    ) -> None:
-        """Fold the lazy decay into the stored counts where it has grown large."""
-        small = memory[:, SCALE] < RENORMALISE
-        if small.any():
-            fix, scale = rows[small], memory[small, SCALE]
-            for view in VIEWS:
-                counts = bank[f"{view.name}_counts"]
-                counts[fix] = (counts[fix] * scale[:, None]).astype(np.float32)
-                bank["memory"][fix, view.column(TOTAL)] *= scale
-                bank["memory"][fix, view.column(NOVEL)] *= scale
-            bank["memory"][fix, SCALE] = 1.0
-        tau = self.params.recent_hours * HOUR_MS
-        old = (t - memory[:, RECENT_AT]) / tau > 8.0
-        if old.any():
-            fix, fade = rows[old], np.exp(-(t[old] - memory[old, RECENT_AT]) / tau)
-            recent = bank[f"{LEVEL.name}_recent"]
-            recent[fix] = (recent[fix] * fade[:, None]).astype(np.float32)
-            bank["memory"][fix, RECENT_TOTAL] *= fade
-            bank["memory"][fix, RECENT_AT] = t[old]
+        scores: Floats = sketch_kernel.step(
+            bank["memory"], bank["level_counts"], bank["level_recent"],
+            bank["level_phase"].view(np.uint16), bank["level_phase_total"],
+            bank["change_counts"], bank["change_phase"].view(np.uint16),
+            bank["change_phase_total"], rows, ts, values, learn, params,
+            LEVEL.first, CHANGE.first, LEVEL.neighbours, CHANGE.neighbours,
+        )  # fmt: skip
+        return scores
 
     def prior(self, bank: Bank) -> Bank:
         """One state that summarises every series of ``bank``: the fleet prior a series never
@@ -439,32 +244,37 @@ class StreamingDetector(Detector):
         into = merged["memory"][0]
         latest = memory[:, RECENT_AT].max()
         tau = self.params.recent_hours * HOUR_MS
-        recent_fade = np.exp(-(latest - memory[:, RECENT_AT]) / tau)
+        # What each kind of stored count is divided by (or relative to), per series.
+        stored = {
+            "counts": memory[:, SCALE],
+            "phase": memory[:, PHASE_SCALE],
+            "recent": np.exp(-(latest - memory[:, RECENT_AT]) / tau),
+        }
         for view in VIEWS:
             c = view.column
-            lo, hi = memory[:, c(GRID_LO)], memory[:, c(GRID_HI)]
+            has = memory[:, c(GRID_HI)] > memory[:, c(GRID_LO)]  # the view has learnt
+            if not has.any():
+                continue
+            own = memory[has]
+            lo, hi = own[:, c(GRID_LO)], own[:, c(GRID_HI)]
             union_lo, union_hi = np.full_like(lo, lo.min()), np.full_like(hi, hi.max())
             for name in _histograms(view):
-                moved = rebin(bank[name][seen], lo, hi, union_lo, union_hi).astype(np.float32)
-                if name.endswith("_phase"):
-                    moved = moved * bank[f"{name}_scale"][seen][..., None]
-                elif name.endswith("_counts"):
-                    moved = moved * memory[:, SCALE, None]
-                else:
-                    moved = moved * recent_fade[:, None]
+                factor = stored[name.rsplit("_", 1)[1]][has]
+                moved = rebin(bank[name][seen][has], lo, hi, union_lo, union_hi)
+                moved = moved.astype(np.float64) * factor.reshape(-1, *[1] * (moved.ndim - 1))
                 merged[name][0] = moved.mean(axis=0).astype(merged[name].dtype)
-            into[c(SPAN_LO)], into[c(SPAN_HI)] = (
-                memory[:, c(SPAN_LO)].min(),
-                memory[:, c(SPAN_HI)].max(),
-            )
+            if f"{view.name}_phase_total" in merged:
+                totals = bank[f"{view.name}_phase_total"][seen][has] * stored["phase"][has, None]
+                merged[f"{view.name}_phase_total"][0] = totals.mean(axis=0)
+            into[c(SPAN_LO)], into[c(SPAN_HI)] = own[:, c(SPAN_LO)].min(), own[:, c(SPAN_HI)].max()
             into[c(GRID_LO)], into[c(GRID_HI)] = lo.min(), hi.max()
-            into[c(TOTAL)] = np.mean(memory[:, c(TOTAL)] * memory[:, SCALE])
-            into[c(NOVEL)] = np.mean(memory[:, c(NOVEL)] * memory[:, SCALE])
-            weights = memory[:, view.experts].mean(axis=0)
+            into[c(TOTAL)] = np.mean(own[:, c(TOTAL)] * own[:, SCALE])
+            into[c(NOVEL)] = np.mean(own[:, c(NOVEL)] * own[:, SCALE])
+            weights = own[:, view.experts].mean(axis=0)
             into[view.experts] = weights / weights.sum()
-        into[SCALE] = 1.0
+        into[SCALE] = into[PHASE_SCALE] = 1.0
         into[RECENT_AT] = latest
-        into[RECENT_TOTAL] = np.mean(memory[:, RECENT_TOTAL] * recent_fade)
+        into[RECENT_TOTAL] = np.mean(memory[:, RECENT_TOTAL] * stored["recent"])
         into[LAST_TS] = memory[:, LAST_TS].max()
         into[LAST_VALUE] = np.nan  # a new series' first point has no change
         into[SEEN] = memory[:, SEEN].max()
@@ -480,10 +290,7 @@ class StreamingDetector(Detector):
 
     def score_arrays(self, ts: Millis, values: Floats) -> Floats:
         column = _column(values, self.name)
-        out = np.empty(len(column))
-        for i in range(len(column)):
-            out[i] = self.step_rows(self.bank, self._ROW, ts[i : i + 1], column[i : i + 1], True)[0]
-        return out
+        return self.step_rows(self.bank, np.zeros(len(column), np.intp), ts, column, True)
 
     def learn(self, ts: Millis, values: Floats) -> None:
         self.score_arrays(ts, values)
@@ -523,20 +330,6 @@ def _histograms(view: View) -> list[str]:
     """The bank's histograms of ``view`` (their last axis is its grid)."""
     return [f"{view.name}_{part}" for part in ("counts", "recent", "phase")
             if part != "recent" or view.recent]  # fmt: skip
-
-
-def _in_order(terms: Floats) -> Floats:
-    """Each row's sum, its columns added left to right (the same bits for any number of
-    rows)."""
-    total = terms[:, 0].copy()
-    for column in range(1, terms.shape[1]):
-        total += terms[:, column]
-    return total
-
-
-def _reach(resolution: float, bins: int) -> int:
-    """Bins a window of ``±resolution`` of the range (at least one bin each way) can touch."""
-    return int(np.ceil(2 * max(resolution * bins, 1.0))) + 1
 
 
 def _scalar(value: float | Floats, detector: str) -> float:
