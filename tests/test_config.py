@@ -70,3 +70,30 @@ def test_bad_settings_name_the_file_key_and_value(tmp_path, text, message):
 def test_unreadable_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot be read"):
         load_settings(tmp_path / "absent.yaml")
+
+
+def test_the_gate_takes_margins_floors_and_mlflow_fields_and_a_validation_share(tmp_path):
+    from perfml.registry import MetricThreshold
+
+    path = write(
+        tmp_path,
+        "registry:\n  gate_validation: 0.3\n  gate:\n"
+        "    - {metric: event_f1, min_value: 0.6, max_drop: 0.1}\n"
+        "    - {metric: nab_standard, min_relative_change: 0.02}\n",
+    )
+    registry = load_settings(path).registry
+    assert registry.gate_validation == 0.3
+    assert MetricThreshold.all_of(registry.gate) == [
+        MetricThreshold("event_f1", min_value=0.6, max_drop=0.1),
+        MetricThreshold("nab_standard", min_relative_change=0.02),
+    ]
+    with pytest.raises(ConfigError, match=r"registry.gate.0.max_drop = -0.1"):
+        load_settings(write(tmp_path, "registry:\n  gate:\n    - {metric: f1, max_drop: -0.1}\n"))
+    with pytest.raises(ConfigError, match=r"registry.gate_validation = 1.0"):
+        load_settings(write(tmp_path, "registry:\n  gate_validation: 1.0\n"))
+
+
+def test_the_default_gate_has_margins_and_floors_that_can_refuse():
+    gate = {t.metric: t for t in Settings().registry.gate}
+    assert (gate["nab_standard"].min_value, gate["nab_standard"].max_drop) == (50.0, 5.0)
+    assert (gate["event_f1"].min_value, gate["event_f1"].max_drop) == (0.5, 0.05)

@@ -1,4 +1,5 @@
-"""The demo as `make demo` runs it: the change is caught, v2 takes over, alerts come and go."""
+"""The demo as `make demo` runs it: the change is caught, v2 takes over through the gate on
+its figures, alerts come and go."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from perfml.cli.init import gates_table
 from perfml.config import Settings
 from perfml.controller.decisions import Action
 from perfml.demo import DEMO_MODEL, run_demo
+from perfml.workspace import Workspace
 
 
 def test_the_demo_heals_the_model_and_its_alerts_fire_and_resolve(
@@ -35,6 +38,44 @@ def test_the_demo_heals_the_model_and_its_alerts_fire_and_resolve(
     assert outcome.months[1].decision.candidate == f"{DEMO_MODEL}:2"
     assert outcome.months[2].served_by == [f"{DEMO_MODEL}:2"]  # May is scored by v2
     assert any("swapped to request-latency:2 without a restart" in line for line in said)
+
+    # The gate's figures, on the test slice of each held-out window, each version at the
+    # threshold it chose on the validation slice before it.
+    bars = {t.metric: t for t in settings.registry.gate}
+    first, april = outcome.gates  # v1's first promotion, then April's retrain
+    assert (first.candidate, first.holder) == (f"{DEMO_MODEL}:1", None)
+    assert first.verdict.passed
+    v1 = first.verdict.candidate
+    assert v1["validation_windows"] >= 1
+    assert v1["test_windows"] >= 1
+    for metric in ("nab_standard", "event_f1"):
+        assert v1[metric] >= (bars[metric].min_value or 0.0), (metric, v1)
+    assert (april.when, april.candidate, april.holder) == (
+        "2024-04",
+        f"{DEMO_MODEL}:2",
+        f"{DEMO_MODEL}:1",
+    )
+    assert april.verdict.passed
+    v2, holder = april.verdict.candidate, april.verdict.baseline
+    assert holder is not None
+    assert v2["test_windows"] == holder["test_windows"] >= 1  # the same rows and labels
+    for metric in ("nab_standard", "event_f1"):
+        margin = bars[metric].max_drop
+        assert margin is not None
+        assert v2[metric] >= holder[metric] - margin, (metric, v2, holder)
+        assert v2[metric] >= (bars[metric].min_value or 0.0), (metric, v2)
+    assert set(april.verdict.notes) == {f"{DEMO_MODEL}:1", f"{DEMO_MODEL}:2"}
+    assert all("swept on the validation slice" in n for n in april.verdict.notes.values())
+    with Workspace(Settings(workspace=tmp_path / ".perfml" / "demo")) as workspace:
+        registry = workspace.registry(background_delivery=False)
+        recorded = {v.version: v.threshold for v in registry.versions(DEMO_MODEL)}
+    # the threshold recorded on each version is the one chosen on its validation slice
+    assert recorded == {1: v1["threshold"], 2: v2["threshold"]}
+    gate_lines = [line for line in said if "gate: request-latency:" in line]
+    assert gate_lines[0].startswith(f"gate: {DEMO_MODEL}:1 (NAB {v1['nab_standard']:.1f}, ")
+    assert f"against {DEMO_MODEL}:1 (NAB {holder['nab_standard']:.1f}, " in gate_lines[1]
+    assert gate_lines[1].endswith(": passed")
+    assert gates_table(outcome).row_count == 3  # v1; v2 and its holder
 
     seen = {(entry.rule, entry.to_state) for entry in outcome.alerts}
     for rule in ("JobPendingTooLong", "JobFailed", "FeatureDriftHigh"):

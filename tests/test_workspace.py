@@ -97,3 +97,40 @@ def test_a_training_run_announces_its_version_when_its_job_ends(tmp_path: Path) 
             assert (body["model"], body["version"]) == ("latency", done.outcome.version)
     finally:
         receiver.close()
+
+
+def test_the_gate_reads_its_thresholds_and_validation_share_from_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import pyarrow as pa
+
+    from perfml.config import RegistrySettings, ThresholdSettings
+    from perfml.pipelines.local import TrainingRequest
+
+    gate = (ThresholdSettings(metric="event_f1", min_value=0.7, max_drop=0.02),)
+    settings = Settings(
+        workspace=tmp_path / "ws",
+        registry=RegistrySettings(gate=gate, gate_window="10d", gate_validation=0.3),
+    )
+    last = datetime(2024, 3, 1, tzinfo=UTC)
+    with Workspace(settings) as workspace:
+        point = {"metric": ["latency"], "entity": ["host-a"], "value": [1.0]}
+        stamp = pa.array([last], pa.timestamp("ms", tz="UTC"))
+        workspace.store().write(pa.table({**point, "ts": stamp}))
+        evaluator = workspace.gate_evaluator()
+        assert evaluator.validation == 0.3
+        assert evaluator.split == (evaluator.end - timedelta(days=7)).replace(microsecond=0)
+
+        asked: list[TrainingRequest] = []
+        monkeypatch.setattr(
+            "perfml.workspace.run_training",
+            lambda runner, request, pipelines: asked.append(request),
+        )
+        first = last - timedelta(days=9)
+        workspace.train(TrainingRequest("streaming", ["latency"], first, last))
+        workspace.train(TrainingRequest("streaming", ["latency"], first, last, validation=0.6))
+    assert [request.validation for request in asked] == [0.3, 0.6]
+    assert [threshold.max_drop for threshold in asked[0].gate or ()] == [0.02]
+    assert asked[0].run_params("r")["validation"] == 0.3

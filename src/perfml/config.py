@@ -85,19 +85,32 @@ class SourcesSettings(_Strict):
 
 
 class ThresholdSettings(_Strict):
-    """One metric of the promotion gate (MLflow's ``MetricThreshold``)."""
+    """One metric of the promotion gate (:class:`perfml.registry.MetricThreshold`): a margin
+    below the current holder (``max_drop``), a floor (``min_value``), or MLflow's required
+    improvements."""
 
     metric: str
     min_value: float | None = None
     min_absolute_change: float | None = None
     min_relative_change: float | None = None
     greater_is_better: bool = True
+    max_drop: float | None = Field(None, ge=0)
+
+
+NAB_FLOOR, NAB_MARGIN = 50.0, 5.0
+"""The default gate's NAB standard: at least halfway from never firing (0) to perfect (100),
+and at most 5 points below the current holder."""
+EVENT_F1_FLOOR, EVENT_F1_MARGIN = 0.5, 0.05
+"""The default gate's event-wise F1: at least 0.5, and at most 0.05 below the current holder."""
 
 
 def _default_gate() -> tuple[ThresholdSettings, ...]:
+    # The test slice of a held-out window holds a handful of anomalies: a margin keeps a
+    # comparable candidate from being refused by one window's luck, and the floors refuse a
+    # model that misses most anomalies or raises mostly false alarms.
     return (
-        ThresholdSettings(metric="nab_standard", min_absolute_change=0.0),
-        ThresholdSettings(metric="event_f1", min_value=0.0),
+        ThresholdSettings(metric="nab_standard", min_value=NAB_FLOOR, max_drop=NAB_MARGIN),
+        ThresholdSettings(metric="event_f1", min_value=EVENT_F1_FLOOR, max_drop=EVENT_F1_MARGIN),
     )
 
 
@@ -115,6 +128,9 @@ class RegistrySettings(_Strict):
     oci_insecure: bool = False
     gate: tuple[ThresholdSettings, ...] = Field(default_factory=_default_gate)
     gate_window: str = "30d"
+    gate_validation: float = Field(
+        0.5, gt=0, lt=1, description="share of the gate's window that chooses the threshold"
+    )
 
     _check_window = field_validator("gate_window")(_duration)
 
@@ -471,14 +487,22 @@ registry:
   oci_password_env: PERFML_OCI_PASSWORD
   oci_insecure: false
   # The promotion gate: a candidate replaces an alias's holder only if, evaluated on the same
-  # recent labelled window (gate_window), it clears every threshold (as MLflow's
-  # MetricThreshold: min_value, min_absolute_change, min_relative_change, greater_is_better).
+  # recent labelled window, it clears every threshold. The window (the training run's
+  # held-out part; gate_window for `perfml models promote`) is cut by time: each version's
+  # threshold is chosen on its first gate_validation share, its figures measured on the rest.
+  # Per metric: max_drop refuses a candidate more than that below the current holder;
+  # min_value is a floor for every candidate, the only bar of a first version; MLflow's
+  # min_absolute_change and min_relative_change require an improvement; greater_is_better:
+  # false flips them all.
   gate:
     - metric: nab_standard
-      min_absolute_change: 0.0
+      min_value: 50.0
+      max_drop: 5.0
     - metric: event_f1
-      min_value: 0.0
+      min_value: 0.5
+      max_drop: 0.05
   gate_window: 30d
+  gate_validation: 0.5
 
 pipelines:
   # Capacity of the local runner: jobs that do not fit wait as Pending (Unschedulable).

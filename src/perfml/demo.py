@@ -4,24 +4,28 @@
 
 1. a generated fleet over ``demo.months`` months with labelled anomalies and a workload change
    in ``demo.change_month`` (a retired cluster's traffic moves onto part of the fleet);
-2. v1 of the latency model trained on months 1–2 through the training pipeline and promoted;
+2. v1 of the latency model trained on months 1–2 through the training pipeline and promoted
+   through the gate, which holds a first version to its floors;
 3. the inference server and the monitoring started in this process;
 4. month by month: the month scored through the HTTP server by the batch-scoring pipeline, then
    the controller's check of that month — drift against the production model's training data,
-   and, over the threshold, a retrain through the pipeline runner, the gate's comparison, the
-   promotion the server then follows;
+   and, over the threshold, a retrain through the pipeline runner, the gate's comparison (both
+   versions' figures on the held-out window's test slice, each at its threshold chosen on the
+   validation slice), the promotion the server then follows;
 5. a stuck job (its volume is missing) and a failing job (a wrong API token): their alerts fire,
    then resolve — once the volume appears, and once the failed job ages out of the metrics;
 6. a self-contained HTML report, ``<workspace>/demo/report.html``.
 
 The calendar is the fleet's (2024); the monitoring runs on the wall clock, with its intervals
 and rule durations shortened to seconds (:func:`demo_settings`) so that the whole runs in a
-few minutes. Progress goes to ``say``; the summary comes back as a :class:`DemoOutcome`.
+few minutes. Progress goes to ``say``; the summary comes back as a :class:`DemoOutcome`, with
+every decision of the gate and the figures it was made on (:class:`GateDecision`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import shutil
@@ -48,6 +52,7 @@ from perfml.drift.report import DriftRecord
 from perfml.embedded import EmbeddedSystem, LatestDrift, Parts
 from perfml.errors import PerfmlError
 from perfml.pipelines.local import Training, TrainingRequest
+from perfml.pipelines.outcomes import GateVerdict, TrainingOutcome
 from perfml.pipelines.scoring import build_scoring_pipeline
 from perfml.pipelines.states import JobState, RunRecord
 from perfml.recording.service import MonitoringService
@@ -63,13 +68,58 @@ Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
+class GateDecision:
+    """One decision of the promotion gate: the candidate, the holder it was compared with
+    (None: a first version, held to the floors only) and the verdict with both figures."""
+
+    when: str
+    candidate: str
+    holder: str | None
+    verdict: GateVerdict
+
+    def summary(self) -> str:
+        """One line: both versions' figures, the bars and the verdict."""
+        figures = f"{self.candidate} {_figures(self.verdict.candidate)}"
+        if self.holder is not None and self.verdict.baseline is not None:
+            figures += f" against {self.holder} {_figures(self.verdict.baseline)}"
+        test = self.verdict.candidate.get("test_windows")
+        plural = "" if test == 1 else "s"
+        where = "" if test is None else f" on the test slice ({test:.0f} labelled window{plural})"
+        bars = "; ".join(_bar(t) for t in self.verdict.thresholds)
+        verdict = "passed" if self.verdict.passed else f"refused: {self.verdict.reason}"
+        return f"gate: {figures}{where}; {bars}: {verdict}"
+
+
+def _figures(found: dict[str, float]) -> str:
+    nab, f1 = found.get("nab_standard", math.nan), found.get("event_f1", math.nan)
+    return f"(NAB {nab:.1f}, event F1 {f1:.2f})"
+
+
+def _bar(threshold: dict[str, Any]) -> str:
+    """What a threshold asks, e.g. ``event_f1 ≥ 0.5, within 0.05 of the holder``."""
+    better = threshold.get("greater_is_better", True)
+    parts = []
+    if threshold.get("min_value") is not None:
+        parts.append(f"{'≥' if better else '≤'} {threshold['min_value']:g}")
+    if threshold.get("max_drop") is not None:
+        parts.append(f"within {threshold['max_drop']:g} of the holder")
+    if threshold.get("min_absolute_change") is not None:
+        parts.append(f"{threshold['min_absolute_change']:g} better than the holder")
+    if threshold.get("min_relative_change") is not None:
+        parts.append(f"{threshold['min_relative_change']:.0%} better than the holder")
+    return f"{threshold['metric']} {', '.join(parts)}".strip()
+
+
+@dataclass(frozen=True)
 class MonthRow:
-    """One month of the demo: what scored it, and what the controller decided."""
+    """One month of the demo: what scored it, what the controller decided, and the gate's
+    decision when it retrained."""
 
     month: str
     scored_rows: int
     served_by: list[str]
     decision: Decision | None
+    gate: GateDecision | None = None
 
 
 @dataclass
@@ -78,6 +128,8 @@ class DemoOutcome:
 
     fleet: Fleet
     first: Training
+    gates: list[GateDecision] = field(default_factory=list)
+    """Every decision of the gate, in order: v1's first promotion, then each retrain's."""
     months: list[MonthRow] = field(default_factory=list)
     drift: list[DriftRecord] = field(default_factory=list)
     alerts: list[HistoryEntry] = field(default_factory=list)
@@ -155,6 +207,12 @@ def _run(settings: Settings, say: Say, started: float) -> DemoOutcome:
         months = _month_starts(fleet)
         first = _train_first(workspace, months, say)
         outcome = DemoOutcome(fleet=fleet, first=first)
+        if first.outcome.gate is not None:
+            outcome.gates.append(
+                GateDecision(
+                    _span(months[0], months[1]), first.outcome.ref, None, first.outcome.gate
+                )
+            )
         controller = workspace.controller()
         say_alert = _alert_printer(say)
         system = EmbeddedSystem(
@@ -167,7 +225,10 @@ def _run(settings: Settings, say: Say, started: float) -> DemoOutcome:
             url = _running(system)[0]
             say(f"inference server on {url}, monitoring every second")
             for index in range(2, len(months) - 1):
-                outcome.months.append(_one_month(workspace, url, controller, months, index, say))
+                row = _one_month(workspace, url, controller, months, index, say)
+                outcome.months.append(row)
+                if row.gate is not None:
+                    outcome.gates.append(row.gate)
             _stuck_job(workspace, system, months, say)
             _failing_job(workspace, system, months, say)
             time.sleep(2)  # the last scrapes and evaluations
@@ -220,14 +281,29 @@ def _train_first(workspace: Workspace, months: list[datetime], say: Say) -> Trai
     )  # fmt: skip
     done = workspace.train(request)
     outcome = done.outcome
-    if outcome.promoted != "production":
-        workspace.registry(background_delivery=False).promote(
-            DEMO_MODEL, outcome.version, "production", force=True,
-            reason="the first version: nothing to compare with",
-        )  # fmt: skip
-    say(f"v1 {outcome.ref} trained on {_label(months[0])}–{_label(months[1])} "
+    if outcome.promoted != "production":  # the story needs a v1: it is not forced past the gate
+        raise FirstVersionRefusedError(outcome)
+    say(f"v1 {outcome.ref} trained on {_span(months[0], months[1])} "
         f"through the pipeline (run {done.run.run_id}) and promoted")  # fmt: skip
+    if outcome.gate is not None:
+        say(GateDecision(_span(months[0], months[1]), outcome.ref, None, outcome.gate).summary())
     return done
+
+
+class FirstVersionRefusedError(PerfmlError):
+    def __init__(self, outcome: TrainingOutcome) -> None:
+        why = "promotion was not asked for" if outcome.gate is None else outcome.gate.reason
+        super().__init__(f"the demo's first version {outcome.ref} was not promoted: {why}")
+
+
+def _gate_of(month: str, decision: Decision) -> GateDecision | None:
+    """The gate's decision in a controller's ``decision``, if it retrained."""
+    found = decision.figures.get("gate")
+    if found is None or decision.candidate is None:
+        return None
+    return GateDecision(
+        month, decision.candidate, decision.production, GateVerdict.model_validate(found)
+    )
 
 
 def _one_month(
@@ -254,9 +330,12 @@ def _one_month(
     drift = decision.figures.get("drift", {}).get(DEMO_METRIC)
     figure = "" if drift is None else f" (KL {drift:.3f})"
     say(f"{_label(start)}: controller: {decision.action.value}{figure}: {decision.reasons[-1]}")
+    gate = _gate_of(_label(start), decision)
+    if gate is not None:
+        say(f"{_label(start)}: {gate.summary()}")
     if decision.action is Action.PROMOTED and decision.candidate is not None:
         _wait_served(url, decision.candidate, workspace.settings.serving.token_env, say)
-    return MonthRow(_label(start), int(scored.get("rows", 0)), served_by, decision)
+    return MonthRow(_label(start), int(scored.get("rows", 0)), served_by, decision, gate)
 
 
 def _stuck_job(
@@ -408,6 +487,10 @@ def _write_report(
 
 def _label(moment: datetime) -> str:
     return f"{moment:%Y-%m}"
+
+
+def _span(first: datetime, last: datetime) -> str:
+    return f"{_label(first)}–{_label(last)}"
 
 
 def _free_port() -> int:

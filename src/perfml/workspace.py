@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -230,18 +231,27 @@ class Workspace:
 
     def gate_evaluator(self, registry: ModelRegistry | None = None) -> LabelledWindowEvaluator:
         """The gate's evaluator: both versions scored on the same recent labelled window of
-        the store (the last ``registry.gate_window``)."""
+        the store (the last ``registry.gate_window``), each threshold chosen on its first
+        ``registry.gate_validation`` share."""
         from perfml.evaluation.labelled_window import LabelledWindowEvaluator
 
+        gate = self.settings.registry
         return LabelledWindowEvaluator.recent(
-            registry or self.registry(), self.store(), self.settings.registry.gate_window
+            registry or self.registry(), self.store(), gate.gate_window, gate.gate_validation
         )
 
     def train(self, request: TrainingRequest) -> Training:
-        """Run the training pipeline for ``request`` (the gate's thresholds of ``registry:``
-        unless the request names its own) on a runner of this workspace."""
-        chosen = (
-            request if request.gate is not None else _with_gate(request, self.gate_thresholds())
+        """Run the training pipeline for ``request`` (the gate's thresholds and validation
+        share of ``registry:`` unless the request names its own) on a runner of this
+        workspace."""
+        chosen = replace(
+            request,
+            gate=self.gate_thresholds() if request.gate is None else request.gate,
+            validation=(
+                self.settings.registry.gate_validation
+                if request.validation is None
+                else request.validation
+            ),
         )
         with self.runner() as runner:
             return run_training(runner, chosen, self.settings.pipelines)
@@ -424,9 +434,3 @@ def _absolute(settings: Settings) -> Settings:
             update={"path": store.absolute()}
         )
     return settings.model_copy(update=updates) if updates else settings
-
-
-def _with_gate(request: TrainingRequest, gate: Sequence[MetricThreshold]) -> TrainingRequest:
-    from dataclasses import replace
-
-    return replace(request, gate=tuple(gate))

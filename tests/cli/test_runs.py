@@ -42,10 +42,12 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained(workspace: Path) -> dict[str, Any]:
     """One successful `perfml train --json`, shared by the module (a run takes seconds)."""
     printed = io.StringIO()
+    # held out from Feb 12: the gate's validation and test slices meet on Feb 20 at 12:00,
+    # with a labelled latency anomaly on each side
     with contextlib.redirect_stdout(printed):
         code = main(
             ["-w", str(workspace), "train", "--data", "request_latency_ms", "--window", WINDOW,
-             "--model", "latency", "--promote", "--json"]
+             "--model", "latency", "--holdout", "0.3", "--promote", "--json"]
         )  # fmt: skip
     assert code == 0, printed.getvalue()
     document: dict[str, Any] = json.loads(printed.getvalue())
@@ -61,6 +63,9 @@ def test_train_runs_the_pipeline_and_registers_a_promoted_version(trained, works
     assert all(j["state"] == "Succeeded" and j["cpu_seconds"] > 0 for j in run_doc["jobs"])
     assert trained["registered"]["ref"] == "latency:1"
     assert trained["registered"]["promoted"] == "production"
+    gate = trained["registered"]["gate"]  # a first version, held to the default floors
+    assert gate["candidate"]["nab_standard"] >= 50.0
+    assert gate["candidate"]["event_f1"] >= 0.5
     assert (workspace / "runs" / run_doc["run_id"] / "register" / "job.log").is_file()
     code, out, err = run(capsys, "-w", str(workspace), "models", "show", "latency@production")
     assert code == 0, err

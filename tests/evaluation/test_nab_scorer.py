@@ -98,3 +98,20 @@ def test_scaled_sigmoid_matches_nab():
     assert float(scaled_sigmoid(0.0)) == 0.0
     assert float(scaled_sigmoid(-1.0)) == pytest.approx(0.98661429815)
     assert float(scaled_sigmoid(3.5)) == -1.0
+
+
+def test_series_scored_from_learnt_states_can_drop_the_probationary_period():
+    # A window in the first rows: NAB's probation (15 of 100 rows) leaves it unscored; with
+    # none, a detection there earns its reward.
+    scores = np.zeros(100)
+    scores[4] = 1.0
+    series = {"warm": (scores, [(3, 8)]), "later": (np.zeros(100), [(60, 65)])}
+    standard = PROFILES["standard"]
+    with_probation = score_corpus(series, standard, 0.5)
+    without = score_corpus(series, standard, 0.5, probation=0)
+    assert with_probation.files["warm"].windows == 0
+    assert without.files["warm"].windows == 1
+    assert without.files["warm"].score > 0.9
+    # raw: the early window's reward and the later window missed (-1), between -2 and 2
+    raw = without.files["warm"].score - 1.0
+    assert without.score == pytest.approx(100 * (raw + 2) / 4)

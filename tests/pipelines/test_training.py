@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,9 @@ import pyarrow as pa
 import pytest
 
 from perfml.config import Settings
+from perfml.evaluation.labelled_window import LabelledWindowEvaluator, ThresholdRule
 from perfml.featurestore import FeatureStore
+from perfml.pipelines.local import TrainingRequest
 from perfml.pipelines.states import JobState, RunRecord
 from perfml.pipelines.training import (
     LONG_BATCH,
@@ -22,10 +25,14 @@ from perfml.pipelines.training import (
 from perfml.registry.detector_versions import load_detector
 from perfml.sources.fleet import generate_fleet, write_fleet
 from perfml.sources.ingestion import ingest_corpus
+from perfml.timeparse import parse_instant
 from perfml.workspace import Workspace
 
 START, END = "2024-01-01T00:00:00+00:00", "2024-03-01T00:00:00+00:00"
 METRIC = "request_latency_ms"
+VALIDATION = 0.25
+"""The held-out window's first quarter chooses the threshold: the two hosts' held-out latency
+anomalies fall one on each side of it."""
 
 
 @dataclass
@@ -48,6 +55,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
         "batch_rows": 4096,
         "promote": True,
         "gate": [{"metric": "nab_standard", "min_absolute_change": 0.0}],
+        "validation": VALIDATION,
         "run_id": "training-1",
     }
     with Workspace(Settings(workspace=workspace)) as opened:
@@ -69,6 +77,7 @@ def test_every_job_succeeds_and_the_version_carries_its_lineage(trained: Trained
     assert all(j.usage.cpu_seconds > 0 and j.usage.peak_memory_bytes > 0 for j in run.jobs.values())
     figures = json.loads((Path(run.workspace) / "evaluate" / "outputs" / "figures").read_text())
     assert {"nab_standard", "event_f1", "point_f1", "threshold"} <= set(figures["figures"])
+    assert figures["figures"]["test_windows"] >= 1
     with workspace_of(trained) as opened:
         version, detector = load_detector(opened.registry(), "latency@production")
     assert version.version == 1
@@ -136,3 +145,63 @@ def test_overrides_reach_every_step() -> None:
     assert {t.step.timeout for t in pipeline.tasks.values()} == {30}
     assert {t.step.retries for t in pipeline.tasks.values()} == {0}
     assert all(t.step.resources.memory_bytes > 0 for t in build_training_pipeline().tasks.values())
+
+
+def test_the_threshold_recorded_is_chosen_on_the_validation_slice(trained: Trained) -> None:
+    document = json.loads(
+        (Path(trained.run.workspace) / "evaluate" / "outputs" / "figures").read_text()
+    )
+    split = split_instant(START, END, 0.2)
+    cut = split + (parse_instant(END, "end") - split) * VALIDATION
+    assert document["validation"] == [split.isoformat(), cut.isoformat()]
+    assert document["test"] == [cut.isoformat(), END]
+    assert "swept on the validation slice" in document["note"]
+    with workspace_of(trained) as opened:
+        version, states = load_detector(opened.registry(), "latency:1")
+        gate = LabelledWindowEvaluator(
+            None, opened.store(), split, parse_instant(END, "end"), validation=VALIDATION
+        )
+        measured = gate.measure(states, [METRIC])
+    assert measured.rule is ThresholdRule.VALIDATION
+    assert version.threshold == measured.figures["threshold"]
+    assert version.metrics == pytest.approx(measured.figures)
+
+
+def test_the_default_gate_refuses_a_clearly_worse_candidate_and_names_the_figures(
+    trained: Trained,
+) -> None:
+    # A candidate that never scores (its series never finish warming up) against v1, with
+    # the gate of an untouched perfml.yaml.
+    request = TrainingRequest(
+        detector="streaming", metrics=[METRIC], start=datetime.fromisoformat(START),
+        end=datetime.fromisoformat(END), model="latency", params={"warmup": 1_000_000},
+        holdout=0.2, promote=True, validation=VALIDATION,
+    )  # fmt: skip
+    with workspace_of(trained) as opened:
+        outcome = opened.train(request).outcome
+        holder = opened.registry().get("latency@production")
+    assert outcome.version == 2
+    assert outcome.promoted is None
+    assert holder.version == 1  # production untouched
+    gate = outcome.gate
+    assert gate is not None
+    assert not gate.passed
+    assert gate.baseline is not None
+    candidate, current = gate.candidate, gate.baseline
+    assert candidate["event_f1"] == 0.0
+    assert current["event_f1"] >= 0.5
+    assert candidate["threshold"] != current["threshold"]  # each chose its own on validation
+    assert {t["metric"]: t["max_drop"] for t in gate.thresholds} == {
+        "nab_standard": 5.0,
+        "event_f1": 0.05,
+    }
+    refusal = gate.reason
+    assert (
+        f"event_f1: candidate 0 is below the current {current['event_f1']:.4g} by "
+        f"{current['event_f1']:.4g}, more than the margin 0.05" in refusal
+    )
+    assert "event_f1: candidate 0 misses the minimum 0.5" in refusal
+    assert f"nab_standard: candidate {candidate['nab_standard']:.4g} is below the current" in (
+        refusal
+    )
+    assert set(gate.notes) == {"latency:1", "latency:2"}

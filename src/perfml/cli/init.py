@@ -38,6 +38,7 @@ def demo(ctx: typer.Context) -> None:
     outcome = run_demo(settings, lambda line: out.print(line, highlight=False, markup=False))
     out.rule("summary")
     out.print(months_table(outcome))
+    out.print(gates_table(outcome))
     out.print(alerts_table(outcome))
     out.print(
         f"production: {outcome.production} · report: {outcome.report} · {outcome.seconds:.0f} s",
@@ -61,6 +62,39 @@ def months_table(outcome: DemoOutcome) -> Table:
             "" if decision is None else decision.reasons[-1],
         )
     return table
+
+
+def gates_table(outcome: DemoOutcome) -> Table:
+    """Each decision of the gate: the candidate's and the holder's figures on the test slice."""
+    table = Table(title="the gate's decisions (figures on the test slice)")
+    for column in ("when", "version", "", "NAB", "event F1", "point F1", "threshold"):
+        table.add_column(column)
+    table.add_column("windows val/test")
+    table.add_column("gate", overflow="fold")
+    for gate in outcome.gates:
+        rows = [(gate.candidate, "candidate", gate.verdict.candidate)]
+        if gate.holder is not None and gate.verdict.baseline is not None:
+            rows.append((gate.holder, "holder", gate.verdict.baseline))
+        verdict = "passed" if gate.verdict.passed else f"refused: {gate.verdict.reason}"
+        for number, (ref, role, found) in enumerate(rows):
+            table.add_row(
+                gate.when if number == 0 else "",
+                ref,
+                role,
+                _figure(found, "nab_standard", ".1f"),
+                _figure(found, "event_f1", ".2f"),
+                _figure(found, "point_f1", ".2f"),
+                _figure(found, "threshold", ".3g"),
+                f"{_figure(found, 'validation_windows', '.0f')} / "
+                f"{_figure(found, 'test_windows', '.0f')}",
+                verdict if number == 0 else "",
+            )
+    return table
+
+
+def _figure(found: dict[str, float], name: str, spec: str) -> str:
+    value = found.get(name)
+    return "" if value is None else format(value, spec)
 
 
 def alerts_table(outcome: DemoOutcome) -> Table:

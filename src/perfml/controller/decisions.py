@@ -61,7 +61,8 @@ class Action(StrEnum):
     PROMOTED = "promoted"
     """Drift is high; the retrained candidate passed the gate and is production now."""
     KEPT = "kept"
-    """Drift is high; the candidate was not better than production, which stays."""
+    """Drift is high; the candidate did not clear the gate (or it could not judge), so
+    production stays."""
     FAILED = "failed"
     """Something failed (drift, training, the gate); production is untouched."""
 

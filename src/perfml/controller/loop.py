@@ -12,8 +12,9 @@ For each served model, a check of the latest complete window (a calendar month b
 4. **retrain**: the training pipeline runs on the most recent data (``training_window`` up to
    the window's end) with the production version's detector and parameters, registers the
    candidate and promotes it through the registry's gate, which scores candidate and production
-   on the same held-out recent window → ``promoted``, or ``kept`` ("drift high but candidate
-   not better: kept production") with the gate's figures;
+   on the same held-out recent window → ``promoted``, or ``kept`` ("drift high but the candidate
+   did not clear the gate: kept production", naming the figures it missed) with the gate's
+   figures;
 5. **failure** anywhere (drift, the run, the gate) → ``failed`` with the error; the alias is
    moved only by a promotion that passed, so production keeps serving the old version.
 
@@ -265,7 +266,8 @@ class Controller:
         return decided(
             Action.KEPT,
             high,
-            f"drift high but candidate not better: kept production {production.ref} ({why})",
+            f"drift high but the candidate did not clear the gate: kept production "
+            f"{production.ref} ({why})",
             candidate=done.ref,
             run_id=done.run_id,
         )

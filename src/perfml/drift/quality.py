@@ -166,12 +166,8 @@ def quality_report(
 
 
 def _threshold(version: ModelVersion) -> float:
-    raw = version.tags.get("threshold", version.metrics.get("threshold"))
-    try:
-        found = None if raw is None else float(raw)
-    except ValueError:
-        found = None
-    if found is None or not math.isfinite(found):
+    found = version.threshold
+    if found is None:
         raise NoThresholdError(version.ref)
     return found
 

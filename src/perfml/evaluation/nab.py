@@ -110,8 +110,11 @@ class Weights:
     profile: CostProfile
 
 
-def weights(rows: int, windows: Sequence[WindowRows], cost: CostProfile) -> Weights:
-    """NAB's weight of a detection at every row of a series of ``rows`` rows."""
+def weights(
+    rows: int, windows: Sequence[WindowRows], cost: CostProfile, probation: int | None = None
+) -> Weights:
+    """NAB's weight of a detection at every row of a series of ``rows`` rows; ``probation``
+    rows at its start are not scored (None: NAB's :func:`probation_rows`)."""
     index = np.arange(rows, dtype=np.float64)
     weight = np.full(rows, -cost.fp_weight)  # before the first window
     window_of = np.full(rows, -1, dtype=np.int64)
@@ -131,7 +134,8 @@ def weights(rows: int, windows: Sequence[WindowRows], cost: CostProfile) -> Weig
             weight[after] = scaled_sigmoid(distance) * cost.fp_weight
         else:  # a one-row window leaves no scale: NAB's division by zero, read as the limit
             weight[after] = -cost.fp_weight
-    probation = probation_rows(rows)
+    if probation is None:
+        probation = probation_rows(rows)
     scored = tuple(n for n, (_, last) in enumerate(ordered) if last >= probation)
     return Weights(weight, window_of, probation, scored, cost)
 
@@ -220,10 +224,19 @@ def score_corpus(
     series: Mapping[str, tuple[Sequence[float] | Floats, Sequence[WindowRows]]],
     cost: CostProfile,
     threshold: float | None = None,
+    *,
+    probation: int | None = None,
 ) -> CorpusScore:
-    """Score every series; at ``threshold``, or at the corpus-wide best (NAB's sweep)."""
+    """Score every series; at ``threshold``, or at the corpus-wide best (NAB's sweep).
+
+    ``probation``: rows at the start of each series left out (None: NAB's probationary
+    period; 0 for series scored from learnt states, which have nothing left to learn first).
+    """
     prepared = {
-        name: (np.asarray(values, dtype=np.float64), weights(len(values), windows, cost))
+        name: (
+            np.asarray(values, dtype=np.float64),
+            weights(len(values), windows, cost, probation),
+        )
         for name, (values, windows) in series.items()
     }
     if threshold is None:

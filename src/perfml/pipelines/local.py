@@ -76,6 +76,9 @@ class TrainingRequest:
     alias: str = "production"
     gate: Sequence[MetricThreshold] | None = None
     """The gate's thresholds; None: the workspace's (``registry.gate``)."""
+    validation: float | None = None
+    """The share of the held-out window that chooses each version's threshold, the rest
+    judging it; None: the workspace's (``registry.gate_validation``)."""
 
     def check(self) -> None:
         """Refuse an unknown detector or parameter, or a bad window, before anything runs."""
@@ -96,6 +99,7 @@ class TrainingRequest:
             "promote": self.promote,
             "alias": self.alias,
             "gate": [threshold.__dict__.copy() for threshold in self.gate or ()],
+            **({} if self.validation is None else {"validation": self.validation}),
             "run_id": run_id,
         }
 

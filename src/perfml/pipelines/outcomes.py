@@ -11,6 +11,7 @@ controller and the demo read it back with :meth:`TrainingOutcome.model_validate`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -30,9 +31,16 @@ class GateVerdict(BaseModel):
     baseline: dict[str, float] | None = None
     """The current holder's figures on the same window (None: the alias had no holder)."""
     failures: list[str] = []
+    thresholds: list[dict[str, Any]] = []
+    """The gate's thresholds, as :class:`~perfml.registry.MetricThreshold` fields."""
+    notes: dict[str, str] = {}
+    """By version (``model:version``): how its threshold was chosen, on which rows it was
+    judged."""
 
     @classmethod
-    def of(cls, result: GateResult | None, reason: str = "") -> GateVerdict:
+    def of(
+        cls, result: GateResult | None, reason: str = "", notes: Mapping[str, str] | None = None
+    ) -> GateVerdict:
         """The verdict of ``result`` (None: promoted with nothing to compare)."""
         if result is None:
             return cls(passed=True, reason=reason or "passed: nothing to compare")
@@ -42,6 +50,8 @@ class GateVerdict(BaseModel):
             candidate=dict(result.candidate),
             baseline=None if result.baseline is None else dict(result.baseline),
             failures=list(result.failures),
+            thresholds=[dict(t) for t in result.thresholds],
+            notes=dict(notes or {}),
         )
 
 

@@ -3,8 +3,9 @@
 Every input is a run parameter, JSON-simple, so the same pipeline runs on the local runner and
 compiles to Kubeflow — what to train on (``metrics``, ``entities``, the window
 ``start``/``end`` and the held-out share ``holdout``), what to train (``detector``,
-``detector_params``, ``model``), whether to promote (``promote``, ``alias``, ``gate``) and the
-run's id (``run_id``) — except the parts of the workspace the steps use, the feature store and
+``detector_params``, ``model``), whether to promote (``promote``, ``alias``, ``gate``, and the
+share ``validation`` of the held-out window that chooses thresholds) and the run's id
+(``run_id``) — except the parts of the workspace the steps use, the feature store and
 the registry, which each job opens in its own process (:class:`~perfml.pipelines.dsl.Part`).
 
 - **query** checks the selection against the store (points per series over the window, by
@@ -20,12 +21,13 @@ the registry, which each job opens in its own process (:class:`~perfml.pipelines
   :class:`~perfml.detectors.series.SeriesStates` is the step's artifact.
 - **evaluate** scores the held-out window ``[split, end)`` with the promotion gate's own
   evaluator (:class:`~perfml.evaluation.labelled_window.LabelledWindowEvaluator`: each entity
-  from its own state; NAB standard at the swept threshold, event and point F1), and writes the
-  figures as JSON.
+  from its own state; the threshold swept on the window's first ``validation`` share, NAB
+  standard, event and point F1 at it on the rest), and writes the figures as JSON with a note
+  saying how the threshold was chosen.
 - **register** records the version with its lineage (the run id, the training window, the
-  features and the figures) and, with ``promote``, moves the alias through the gate, both
-  versions evaluated on the same held-out window; it returns the
-  :class:`~perfml.pipelines.outcomes.TrainingOutcome`.
+  features and the figures — its threshold is the one chosen on the validation slice) and,
+  with ``promote``, moves the alias through the gate, both versions evaluated on the same
+  held-out window; it returns the :class:`~perfml.pipelines.outcomes.TrainingOutcome`.
 
 >>> build_training_pipeline().order
 ('query', 'preprocess', 'train', 'evaluate', 'register')
@@ -78,6 +80,7 @@ DEFAULTS: dict[str, Any] = {
     "promote": False,
     "alias": "production",
     "gate": [],
+    "validation": 0.5,  # the gate's own default (registry.gate_validation)
 }
 """Run parameters with a default; the others must be given."""
 
@@ -339,20 +342,28 @@ def evaluate(
     end: str,
     holdout: float,
     step: str,
+    validation: float,
     figures: Path,
 ) -> dict[str, float]:
-    """The promotion gate's figures of the candidate on the held-out ``[split, end)``."""
+    """The promotion gate's figures of the candidate on the held-out ``[split, end)``: its
+    threshold chosen on the first ``validation`` share, the figures measured on the rest."""
     from perfml.detectors.series import load_series
     from perfml.evaluation.labelled_window import GateDataError, LabelledWindowEvaluator
 
     split, last = split_instant(start, end, holdout), parse_instant(end, "end")
-    evaluator = LabelledWindowEvaluator(None, store, split, last, step)
+    evaluator = LabelledWindowEvaluator(None, store, split, last, step, validation)
     try:
-        found = evaluator.figures(load_series(model_file), metrics)
-        note = ""
+        measured = evaluator.measure(load_series(model_file), metrics)
+        found, note = measured.figures, measured.note
     except GateDataError as exc:
         found, note = {}, str(exc)
-    document = {"figures": found, "window": [split.isoformat(), last.isoformat()], "note": note}
+    document = {
+        "figures": found,
+        "window": [split.isoformat(), last.isoformat()],
+        "validation": [split.isoformat(), evaluator.split.isoformat()],
+        "test": [evaluator.split.isoformat(), last.isoformat()],
+        "note": note,
+    }
     figures.write_text(json.dumps(document, indent=2, sort_keys=True))
     print(json.dumps(document, sort_keys=True))
     return found
@@ -374,6 +385,7 @@ def register(
     promote: bool,
     alias: str,
     gate: list[dict[str, Any]],
+    validation: float,
     run_id: str,
 ) -> dict[str, Any]:
     """Register the version with its lineage (the window, the metrics, the entities it learnt);
@@ -407,17 +419,18 @@ def register(
         promoted = alias
         verdict = GateVerdict(passed=True, reason=f"{model}@{alias} holds {version.ref} already")
     elif promote:
-        evaluator = LabelledWindowEvaluator(registry, store, split, parse_instant(end, "end"), step)
+        last = parse_instant(end, "end")
+        evaluator = LabelledWindowEvaluator(registry, store, split, last, step, validation)
         try:
             done = registry.promote(
                 model, version.version, alias, thresholds=MetricThreshold.all_of(gate),
                 evaluator=evaluator, reason=f"training run {run_id}",
             )  # fmt: skip
-            promoted, verdict = alias, GateVerdict.of(done.gate)
+            promoted, verdict = alias, GateVerdict.of(done.gate, notes=evaluator.notes)
         except PromotionRefusedError as refused:  # registered, not promoted: the run succeeds
-            verdict = GateVerdict.of(refused.gate, str(refused))
+            verdict = GateVerdict.of(refused.gate, str(refused), notes=evaluator.notes)
         except GateDataError as missing:
-            verdict = GateVerdict(passed=False, reason=str(missing))
+            verdict = GateVerdict(passed=False, reason=str(missing), notes=evaluator.notes)
     outcome = TrainingOutcome(
         run_id=run_id, model=model, version=version.version, promoted=promoted, gate=verdict
     )

@@ -1,15 +1,29 @@
 """The promotion gate: a candidate reaches an alias only if its figures clear every threshold.
 
-Thresholds follow MLflow's ``MetricThreshold``: per metric, an absolute minimum the candidate
-must reach, and a minimum absolute and relative improvement over the alias's current holder,
-measured on the same data. A metric where lower is better (a false-positive rate, a time to
-detect) flips every comparison.
+A threshold names a metric and what the candidate must show on it, all measured on the same
+data as the alias's current holder:
 
->>> gate = [MetricThreshold("f1", min_value=0.5, min_relative_change=0.05)]
->>> result = check(gate, {"f1": 0.62}, {"f1": 0.61})
->>> result.passed
-False
->>> result.failures[0]
+- ``max_drop`` — a margin: the candidate is refused when it falls below the holder by more
+  than this (``candidate >= current - max_drop``). It is perfml's default form: a retrained
+  model need not be better on a small labelled window, where one missed anomaly moves the
+  figures, but it must not be clearly worse;
+- ``min_value`` — a floor every candidate must reach, and the only bar of a first version
+  (no holder to compare with);
+- ``min_absolute_change``, ``min_relative_change`` — a required improvement over the holder,
+  as MLflow's ``MetricThreshold`` has them.
+
+A metric where lower is better (a false-positive rate, a time to detect) flips every
+comparison. A refusal names the metric, both figures and the margin or bar it missed.
+
+>>> gate = [MetricThreshold("event_f1", min_value=0.5, max_drop=0.05)]
+>>> check(gate, {"event_f1": 0.80}, {"event_f1": 0.83}).passed  # within the margin
+True
+>>> check(gate, {"event_f1": 0.70}, {"event_f1": 0.83}).failures[0]
+'event_f1: candidate 0.7 is below the current 0.83 by 0.13, more than the margin 0.05'
+>>> check(gate, {"event_f1": 0.40}, None).failures[0]  # a first version
+'event_f1: candidate 0.4 misses the minimum 0.5'
+>>> strict = [MetricThreshold("f1", min_value=0.5, min_relative_change=0.05)]
+>>> check(strict, {"f1": 0.62}, {"f1": 0.61}).failures[0]
 'f1: relative improvement 1.64% is below the required 5.00% (candidate 0.62, current 0.61)'
 """
 
@@ -32,6 +46,7 @@ class MetricThreshold:
     min_absolute_change: float | None = None
     min_relative_change: float | None = None
     greater_is_better: bool = True
+    max_drop: float | None = None
 
     @classmethod
     def all_of(cls, rules: Iterable[Mapping[str, Any] | BaseModel]) -> list[MetricThreshold]:
@@ -84,6 +99,12 @@ def check(
             continue  # nothing to improve on
         gain = sign * (value - current)
         both = f"(candidate {_fmt(value)}, current {_fmt(current)})"
+        if rule.max_drop is not None and gain + rule.max_drop < -_TOLERANCE:
+            failures.append(
+                f"{rule.metric}: candidate {_fmt(value)} is "
+                f"{'below' if rule.greater_is_better else 'above'} the current {_fmt(current)} "
+                f"by {_fmt(-gain)}, more than the margin {_fmt(rule.max_drop)}"
+            )
         if rule.min_absolute_change is not None and gain < rule.min_absolute_change:
             failures.append(
                 f"{rule.metric}: improvement {_fmt(gain)} is below the required "
@@ -103,6 +124,10 @@ def check(
         failures=failures,
         thresholds=[rule.__dict__.copy() for rule in thresholds],
     )
+
+
+_TOLERANCE = 1e-9
+"""A candidate exactly at the margin passes, whatever the rounding of its subtraction."""
 
 
 def _fmt(value: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +39,17 @@ class ModelVersion:
     @property
     def ref(self) -> str:
         return f"{self.model}:{self.version}"
+
+    @property
+    def threshold(self) -> float | None:
+        """The anomaly threshold recorded with the version (a ``threshold`` tag, else the
+        metric the training pipeline records), if it is a finite number."""
+        raw = self.tags.get("threshold", self.metrics.get("threshold"))
+        try:
+            found = None if raw is None else float(raw)
+        except ValueError:
+            return None
+        return found if found is not None and math.isfinite(found) else None
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -53,11 +53,7 @@ class LoadedModel:
     @property
     def threshold(self) -> float | None:
         """The anomaly threshold recorded with the version (tag or metric), if any."""
-        raw = self.version.tags.get("threshold", self.version.metrics.get("threshold"))
-        try:
-            return None if raw is None else float(raw)
-        except ValueError:
-            return None
+        return self.version.threshold
 
 
 class ServedModel:
