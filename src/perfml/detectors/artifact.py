@@ -58,21 +58,21 @@ def write(
     meta: dict[str, Any],
     arrays: dict[str, npt.NDArray[Any]],
 ) -> str:
-    """Write atomically; returns the file's SHA-256."""
+    """Write atomically; returns the file's SHA-256.
+
+    Arrays are streamed into the archive (hashed in one pass, written in another), so
+    writing takes no memory beyond the arrays themselves, whatever their size."""
     path = Path(path)
     index = {}
-    blobs = {}
     for name, array in sorted(arrays.items()):
         if array.dtype.kind not in "biuf":
             raise ArtifactError(path, f"array {name!r} has dtype {array.dtype}, not numeric")
-        buffer = io.BytesIO()
-        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-        blob = buffer.getvalue()
-        blobs[f"arrays/{name}.npy"] = blob
+        digest = _Hashing()
+        np.lib.format.write_array(digest, np.ascontiguousarray(array), allow_pickle=False)
         index[name] = {
             "dtype": array.dtype.str,
             "shape": list(array.shape),
-            "sha256": hashlib.sha256(blob).hexdigest(),
+            "sha256": digest.hexdigest(),
         }
     manifest = {
         "format": FORMAT,
@@ -87,21 +87,57 @@ def write(
     text = json.dumps(manifest, sort_keys=True, indent=1, allow_nan=False).encode()
     with atomic_output(path, durable=True) as temporary:
         with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for member, blob in [(MANIFEST, text), *sorted(blobs.items())]:
-                info = zipfile.ZipInfo(member, date_time=_EPOCH)
-                large = len(blob) >= STORED_FROM
-                info.compress_type = zipfile.ZIP_STORED if large else zipfile.ZIP_DEFLATED
-                info.external_attr = 0o644 << 16
-                archive.writestr(info, blob)
+            archive.writestr(_info(MANIFEST, zipfile.ZIP_DEFLATED), text)
+            for name in sorted(arrays):
+                array = np.ascontiguousarray(arrays[name])
+                large = array.nbytes >= STORED_FROM
+                info = _info(
+                    f"arrays/{name}.npy", zipfile.ZIP_STORED if large else zipfile.ZIP_DEFLATED
+                )
+                with archive.open(info, "w", force_zip64=large) as member:
+                    np.lib.format.write_array(member, array, allow_pickle=False)
         # Returning inside the block still completes it: the file is in place when we return.
-        return hashlib.sha256(temporary.read_bytes()).hexdigest()
+        return _file_digest(temporary)
 
 
-def read(path: str | os.PathLike[str], mmap: bool = False) -> Saved:
+class _Hashing:
+    """A write-only file that keeps only the SHA-256 of what is written to it."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        return len(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def _info(member: str, compression: int) -> zipfile.ZipInfo:
+    """A member's entry, with fixed timestamps so that the same content is the same bytes."""
+    info = zipfile.ZipInfo(member, date_time=_EPOCH)
+    info.compress_type = compression
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def _file_digest(path: Path) -> str:
+    hashed = hashlib.sha256()
+    with path.open("rb") as source:
+        while chunk := source.read(16 << 20):
+            hashed.update(chunk)
+    return hashed.hexdigest()
+
+
+def read(path: str | os.PathLike[str], mmap: bool = False, verified: bool = False) -> Saved:
     """Read and verify a saved detector (see the module's description of what is refused).
 
-    With ``mmap``, a large array stored uncompressed is memory-mapped read-only rather than
-    read (its digest is still checked, reading it once in chunks)."""
+    With ``mmap``, a large array stored uncompressed is memory-mapped rather than read (its
+    digest is still checked, reading it once in chunks), copy-on-write: what the process
+    writes into it stays in the process, the file never changes. With ``verified`` (the
+    caller has just checked the whole file against a digest it trusts, as the registry does)
+    the arrays' own digests are not computed again."""
     path = Path(path)
     try:
         archive = zipfile.ZipFile(path)
@@ -123,10 +159,10 @@ def read(path: str | os.PathLike[str], mmap: bool = False) -> Saved:
                 raise ArtifactError(path, f"array {name!r} is missing (truncated file?)")
             info = archive.getinfo(member)
             if mmap and info.compress_type == zipfile.ZIP_STORED and info.file_size >= STORED_FROM:
-                array = _mapped(archive, path, info, name, spec["sha256"])
+                array = _mapped(archive, path, info, name, None if verified else spec["sha256"])
             else:
                 blob = _member(archive, path, member)
-                if hashlib.sha256(blob).hexdigest() != spec["sha256"]:
+                if not verified and hashlib.sha256(blob).hexdigest() != spec["sha256"]:
                     raise ArtifactError(
                         path, f"array {name!r} does not match its SHA-256 (altered?)"
                     )
@@ -150,15 +186,17 @@ def read(path: str | os.PathLike[str], mmap: bool = False) -> Saved:
 
 
 def _mapped(
-    archive: zipfile.ZipFile, path: Path, info: zipfile.ZipInfo, name: str, digest: str
+    archive: zipfile.ZipFile, path: Path, info: zipfile.ZipInfo, name: str, digest: str | None
 ) -> npt.NDArray[Any]:
-    """A stored member's array, memory-mapped read-only, once its digest is checked."""
-    hashed = hashlib.sha256()
-    with archive.open(info) as member:
-        while chunk := member.read(16 << 20):
-            hashed.update(chunk)
-    if hashed.hexdigest() != digest:
-        raise ArtifactError(path, f"array {name!r} does not match its SHA-256 (altered?)")
+    """A stored member's array, memory-mapped copy-on-write, once its ``digest`` is checked
+    (None: the file's was)."""
+    if digest is not None:
+        hashed = hashlib.sha256()
+        with archive.open(info) as member:
+            while chunk := member.read(16 << 20):
+                hashed.update(chunk)
+        if hashed.hexdigest() != digest:
+            raise ArtifactError(path, f"array {name!r} does not match its SHA-256 (altered?)")
     with path.open("rb") as raw:
         raw.seek(info.header_offset)
         header = raw.read(30)
@@ -178,7 +216,7 @@ def _mapped(
         offset = raw.tell()
     if dtype.hasobject or fortran:
         raise ArtifactError(path, f"array {name!r} is not a plain C-ordered numeric array")
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    return np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape)
 
 
 def _member(archive: zipfile.ZipFile, path: Path, member: str) -> bytes:

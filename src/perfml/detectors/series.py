@@ -105,7 +105,7 @@ class SeriesStates:
             self.entities.append(entity)
         if isinstance(self.bank, dict):
             prior = self.prior.bank  # type: ignore[attr-defined]
-            self.bank = {  # a copy: a memory-mapped bank is read-only
+            self.bank = {  # a copy: a memory-mapped bank stays as the file has it
                 name: np.concatenate([np.asarray(array), np.repeat(prior[name], len(fresh), 0)])
                 for name, array in self.bank.items()
             }
@@ -294,12 +294,14 @@ def load_series(
     path: str | os.PathLike[str],
     registry: Registry[type[Detector]] | None = None,
     mmap: bool = False,
+    verified: bool = False,
 ) -> SeriesStates:
-    """States saved with :meth:`SeriesStates.save`, verified; a file of one detector
-    (:meth:`Detector.save`) reads as no series and that detector as the prior. With
-    ``mmap``, a large bank is memory-mapped read-only (for scoring; :meth:`SeriesStates.add`
-    and learning copy it first)."""
-    saved = artifact.read(path, mmap=mmap)
+    """States saved with :meth:`SeriesStates.save`, verified (``verified``: the caller has
+    checked the file's digest already); a file of one detector (:meth:`Detector.save`) reads
+    as no series and that detector as the prior. With ``mmap``, a large bank is memory-mapped
+    copy-on-write, its pages read as they are scored (:meth:`SeriesStates.add` and learning
+    copy it first)."""
+    saved = artifact.read(path, mmap=mmap, verified=verified)
     columns = saved.meta.get("columns")
     if SERIES not in saved.meta:
         prior = restore(path, saved, saved.meta, saved.arrays, registry)

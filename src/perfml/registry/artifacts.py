@@ -117,7 +117,8 @@ class FilesystemArtifactStore:
         if not source.is_file():
             raise NotFoundError("artifact", uri, "deleted from the artifact store?")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, dest)
+        if not (dest.exists() and os.path.samefile(source, dest)):
+            _link_or_copy(source, dest)
         verify(dest, digest, uri)
         return dest
 
@@ -126,3 +127,15 @@ class FilesystemArtifactStore:
 
     def where(self, uri: str) -> str:
         return f"{self.scheme}://{self._own(uri)}"
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    """``dest`` becomes the artifact ``source``: a hard link where both are on one file system
+    (an artifact is never changed in place, so sharing its bytes is safe and a model of a
+    million series is not copied), else a copy; replaced atomically either way."""
+    with atomic_output(dest) as temporary:
+        temporary.unlink(missing_ok=True)
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copyfile(source, temporary)

@@ -62,7 +62,7 @@ def load_detector(
 ) -> tuple[ModelVersion, SeriesStates]:
     """The version ``ref`` resolves to, and its per-series states (artifact digest verified;
     a version of one detector has no series and that detector as its prior). With ``mmap``
-    a large bank is memory-mapped from the artifact, read-only."""
+    a large bank is memory-mapped from the artifact, copy-on-write."""
     version = registry.resolve(ref)
     path = registry.fetch(Ref(version.model, version=version.version))
-    return version, load_series(path, mmap=mmap)
+    return version, load_series(path, mmap=mmap, verified=True)  # fetch checked its digest
