@@ -22,6 +22,7 @@ from perfml.pipelines.training import (
     split_instant,
     train,
 )
+from perfml.detectors.series import load_series
 from perfml.registry.detector_versions import load_detector
 from perfml.sources.fleet import generate_fleet, write_fleet
 from perfml.sources.ingestion import ingest_corpus
@@ -118,13 +119,26 @@ def test_train_learns_the_fleet_stream_into_one_loadable_detector(
 ) -> None:
     batches = Path(trained.run.workspace) / "preprocess" / "outputs" / "batches"
     out = tmp_path / "model.zip"
-    first = train(batches, "streaming", {}, out)
-    again = train(batches, "streaming", {}, tmp_path / "again.zip")
+    first = train(batches, "streaming", {}, 1, 2_000_000, out)
+    again = train(batches, "streaming", {}, 1, 2_000_000, tmp_path / "again.zip")
     assert first["sha256"] == again["sha256"]  # deterministic
     assert (
         first["rows"]
         == json.loads((batches.parents[1] / "result.json").read_text())["value"]["rows"]
     )
+
+
+def test_chunks_learnt_in_parallel_processes_give_the_same_states(
+    trained: Trained, tmp_path: Path
+) -> None:
+    """Each host's rows are a chunk of their own here, learnt by two processes: the same
+    states, prior and bytes as one process learning the stream at once."""
+    batches = Path(trained.run.workspace) / "preprocess" / "outputs" / "batches"
+    whole = train(batches, "streaming", {}, 1, 2_000_000, tmp_path / "whole.zip")
+    apart = train(batches, "streaming", {}, 2, 1, tmp_path / "apart.zip")
+    assert apart == whole | {"sha256": apart["sha256"]}
+    assert apart["sha256"] == whole["sha256"]
+    assert load_series(tmp_path / "apart.zip").entities == ["host-0000", "host-0001"]
 
 
 def test_a_univariate_detector_refuses_two_metrics(trained: Trained) -> None:

@@ -77,6 +77,29 @@ class SeriesStates:
             bank = []
         return cls(detector, [], bank, detector.copy())
 
+    @classmethod
+    def concat(cls, parts: Sequence[SeriesStates]) -> SeriesStates:
+        """The series of every part (of one detector kind and parameters, no entity in two),
+        in order; the first part's prior (refresh it to summarise them all)."""
+        if not parts:
+            raise ValueError("no states to concatenate")
+        entities = [entity for part in parts for entity in part.entities]
+        if len(set(entities)) != len(entities):
+            raise ValueError("an entity is in more than one of the states to concatenate")
+        first = parts[0]
+        bank: dict[str, npt.NDArray[Any]] | list[Detector]
+        if isinstance(first.bank, dict):
+            banks = [part.bank for part in parts if isinstance(part.bank, dict)]
+            bank = {
+                name: np.concatenate([np.asarray(b[name]) for b in banks]) for name in first.bank
+            }
+        else:
+            bank = [model for part in parts if isinstance(part.bank, list) for model in part.bank]
+        count = len(bank) if isinstance(bank, list) else len(next(iter(bank.values())))
+        if count != len(entities):
+            raise ValueError("the states to concatenate are not all of one detector kind")
+        return cls(first.detector, entities, bank, first.prior)
+
     def __len__(self) -> int:
         return len(self.entities)
 

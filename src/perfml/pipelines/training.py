@@ -35,7 +35,9 @@ the registry, which each job opens in its own process (:class:`~perfml.pipelines
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
@@ -62,6 +64,7 @@ from perfml.pipelines.outcomes import GateVerdict, TrainingOutcome
 from perfml.timeparse import parse_instant
 
 if TYPE_CHECKING:
+    from perfml.detectors.series import SeriesStates
     from perfml.featurestore import FeatureStore
     from perfml.registry import ModelRegistry
 
@@ -81,6 +84,8 @@ DEFAULTS: dict[str, Any] = {
     "alias": "production",
     "gate": [],
     "validation": 0.5,  # the gate's own default (registry.gate_validation)
+    "train_workers": 0,
+    "train_chunk_rows": 2_000_000,
 }
 """Run parameters with a default; the others must be given."""
 
@@ -252,57 +257,104 @@ def _cast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     resources=Resources(cpu=1, memory="2Gi"),
 )
 def train(
-    batches: Path, detector: str, detector_params: dict[str, Any], model_file: Path
+    batches: Path,
+    detector: str,
+    detector_params: dict[str, Any],
+    train_workers: int,
+    train_chunk_rows: int,
+    model_file: Path,
 ) -> dict[str, Any]:
     """Learn one state per entity, each from its own history in the stream of batches, and
     the fleet prior that summarises them (see the module's docstring); save the states.
 
-    Entities are learnt :data:`TOGETHER_ROWS` rows at a time, side by side (one NumPy pass per
-    time step for a vectorised detector), so memory is bounded by that many rows."""
+    The stream is cut into chunks of whole entities of about ``train_chunk_rows`` rows; each
+    chunk's entities are learnt side by side, the chunks by ``train_workers`` processes at
+    once (0: one per CPU this job may use), at most that many chunks in flight, so memory is
+    bounded by the chunk size. A series learns the same bits in any chunk, in any process."""
     from perfml.detectors import create
-    from perfml.detectors.frames import as_arrays
     from perfml.detectors.series import SeriesStates
 
     model = create(detector, **detector_params)
-    states = SeriesStates.empty(model)
-    pending: list[tuple[str, Any, Any]] = []
-    rows = held = 0
-
-    def learn_pending() -> None:
-        if not pending:
-            return
-        names = [entity for entity, _, _ in pending]
-        at = states.rows(names, add=True)
-        states.fit(
-            np.concatenate(
-                [np.full(len(ts), row) for row, (_, ts, _) in zip(at, pending, strict=True)]
-            ),
-            np.concatenate([ts for _, ts, _ in pending]),
-            np.concatenate([values for _, _, values in pending]),
-        )
-        pending.clear()
-
-    for entity, frame in _entity_frames(batches):
-        ts, values, columns = as_arrays(frame, model.name, states.detector.columns)
-        states.detector.columns = columns
-        pending.append((entity, ts, values))
-        rows += len(ts)
-        held += len(ts)
-        if held >= TOGETHER_ROWS:
-            learn_pending()
-            held = 0
-    learn_pending()
-    if not len(states):
+    workers = train_workers or len(os.sched_getaffinity(0))
+    chunks = _chunks(batches, model.name, max(1, train_chunk_rows))
+    first = next(chunks, None)
+    if first is None:
         raise TrainingError("the training stream is empty: nothing to learn from")
+    following = next(chunks, None)
+    rest = itertools.chain([first], [] if following is None else [following], chunks)
+    if following is None or workers == 1:  # one chunk: no process would pay for itself
+        parts = [_learn(detector, detector_params, chunk) for chunk in rest]
+    else:
+        parts = _learn_in_pool(detector, detector_params, rest, workers)
+    states = SeriesStates.concat([part for part, _ in parts])
     states.refresh_prior()
     states.prior.columns = states.detector.columns
     digest = states.save(model_file)
+    rows = sum(learnt for _, learnt in parts)
     print(f"{model.name} learnt {rows:,} rows of {len(states):,} series; sha256:{digest[:12]}")
     return {"detector": model.name, "rows": rows, "series": len(states), "sha256": digest}
 
 
-TOGETHER_ROWS = 2_000_000
-"""Rows of the stream learnt side by side at most (the training step's memory bound)."""
+Chunk = list[tuple[str, Any, Any, list[str] | None]]
+"""Whole entities of the stream: (entity, ts, values, value columns)."""
+
+
+def _chunks(batches: Path, detector: str, rows: int) -> Iterator[Chunk]:
+    from perfml.detectors.frames import as_arrays
+
+    chunk: Chunk = []
+    held = 0
+    columns: list[str] | None = None
+    for entity, frame in _entity_frames(batches):
+        ts, values, columns = as_arrays(frame, detector, columns)
+        chunk.append((entity, ts, values, columns))
+        held += len(ts)
+        if held >= rows:
+            yield chunk
+            chunk, held = [], 0
+    if chunk:
+        yield chunk
+
+
+def _learn(
+    detector: str, detector_params: dict[str, Any], chunk: Chunk
+) -> tuple[SeriesStates, int]:
+    """The states of one chunk's entities, each learnt from its own rows, and the rows."""
+    from perfml.detectors import create
+    from perfml.detectors.series import SeriesStates
+
+    states = SeriesStates.empty(create(detector, **detector_params))
+    states.detector.columns = chunk[0][3]
+    rows = states.rows([entity for entity, *_ in chunk], add=True)
+    states.fit(
+        np.concatenate(
+            [np.full(len(ts), row) for row, (_, ts, _, _) in zip(rows, chunk, strict=True)]
+        ),
+        np.concatenate([ts for _, ts, _, _ in chunk]),
+        np.concatenate([values for _, _, values, _ in chunk]),
+    )
+    return states, sum(len(ts) for _, ts, _, _ in chunk)
+
+
+def _learn_in_pool(
+    detector: str, detector_params: dict[str, Any], chunks: Iterator[Chunk], workers: int
+) -> list[tuple[SeriesStates, int]]:
+    """:func:`_learn` of every chunk in ``workers`` processes, at most ``workers`` chunks in
+    flight; the parts in the stream's order."""
+    import concurrent.futures
+    import multiprocessing
+
+    # Spawned, not forked: this job's process may run Arrow's threads.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pending: list[concurrent.futures.Future[tuple[SeriesStates, int]]] = []
+        done: list[tuple[SeriesStates, int]] = []
+        for chunk in chunks:
+            pending.append(pool.submit(_learn, detector, detector_params, chunk))
+            if len(pending) >= workers:
+                done.append(pending.pop(0).result())
+        done += [future.result() for future in pending]
+    return done
 
 
 def _entity_frames(batches: Path) -> Iterator[tuple[str, pa.Table]]:
