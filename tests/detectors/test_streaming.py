@@ -115,6 +115,24 @@ def test_an_abrupt_move_within_the_usual_range_scores_high() -> None:
     assert scores_of(ts, skipped, change_weight=0.0)[trough] < 0.1
 
 
+def test_a_point_after_a_gap_is_judged_on_its_value_alone() -> None:
+    """A change is taken between consecutive samples only: a move within the usual range
+    right after the last point learnt is a change never seen; the same move an hour or a day
+    later (a gap, or a state learnt long before, as a served version's) is judged on its value
+    alone."""
+    ts, values = periodic(days=4)
+    history = frame(ts[: 3 * DAY], values[: 3 * DAY])
+    learnt = create("streaming").fit(history)
+    level_only = create("streaming", change_weight=0.0).fit(history)
+    for later in (1, 12, DAY):  # the next sample, an hour, a day after the last point learnt
+        at = 3 * DAY - 1 + later
+        moved = frame(ts[at : at + 1], values[at : at + 1] + 8.0)  # within the daily range
+        if later == 1:
+            assert learnt.score(moved)[0] > 4 * level_only.score(moved)[0]
+        else:
+            assert learnt.score(moved)[0] == level_only.score(moved)[0]
+
+
 def test_a_jump_after_a_constant_stretch_scores_high() -> None:
     ts = np.arange(1000, dtype=np.int64) * 60_000
     values = np.full(1000, 7.0)
@@ -197,13 +215,13 @@ def test_a_saved_detector_goes_on_exactly_as_the_original(tmp_path: Path, histor
 
 
 def test_the_state_is_the_same_size_whatever_the_series_length() -> None:
-    """A sketch, not the points: a day and six days of history take the same 4,024 bytes."""
+    """A sketch, not the points: a day and six days of history take the same 4,032 bytes."""
     ts, values = periodic(days=6)
     sizes = set()
     for days in (1, 6):
         fitted = create("streaming").fit(frame(ts[: days * DAY], values[: days * DAY]))
         sizes.add(sum(array.nbytes for array in fitted.get_state()[1].values()))
-    assert sizes == {4024}
+    assert sizes == {4032}
     assert StreamingDetector.max_state_bytes == 4096
 
 

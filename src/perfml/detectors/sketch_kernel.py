@@ -28,9 +28,16 @@ HOUR_MS = 3_600_000.0
 RENORMALISE = 1e-4
 PHASE_RENORMALISE = 0.5
 NOVEL_BELOW = 0.5
+GAP = 3.0
+"""A point follows the series' last one (and has a change since it) when it comes within
+this many of the series' usual steps; a point after a longer gap, or scored against a state
+learnt long before, is judged on its value alone."""
+STEP_RATE = 0.05
+"""How fast the usual step follows the intervals between points (each clipped at twice it,
+so that gaps do not stretch it)."""
 
 # memory's columns: shared, then per view from its first column (streaming's layout)
-SCALE, LAST_TS, SEEN, RECENT_AT, RECENT_TOTAL, LAST_VALUE, PHASE_SCALE = 0, 1, 2, 3, 4, 5, 6
+SCALE, LAST_TS, SEEN, RECENT_AT, RECENT_TOTAL, LAST_VALUE, PHASE_SCALE, STEP = range(8)
 SPAN_LO, SPAN_HI, GRID_LO, GRID_HI, TOTAL, NOVEL, W_GLOBAL, W_PHASE, W_RECENT, ALARM = range(10)
 
 # params' positions (see :func:`params_array`)
@@ -345,10 +352,11 @@ def step(
         if not finite:
             x = 0.0
         seen = mem[SEEN]
-        previous = math.isfinite(mem[LAST_VALUE])
+        since = 0.0 if math.isnan(mem[LAST_TS]) else t - mem[LAST_TS]
+        step_ms = mem[STEP]
+        previous = math.isfinite(mem[LAST_VALUE]) and (step_ms == 0.0 or since <= GAP * step_ms)
         has_change = finite and previous
         change = x - mem[LAST_VALUE] if has_change else 0.0
-        since = 0.0 if math.isnan(mem[LAST_TS]) else t - mem[LAST_TS]
         rearm = math.exp(-max(since, 0.0) / (params[P_REARM_HOURS] * HOUR_MS))
 
         _surprise(
@@ -422,7 +430,7 @@ def step(
             size,
             params,
         )
-        if previous:  # the change view learns from a series' second point on
+        if previous:  # the change view learns from a series' second point on, gaps aside
             _learn_view(
                 mem,
                 change_first,
@@ -438,6 +446,11 @@ def step(
                 size,
                 params,
             )
+        if since > 0.0:
+            if step_ms == 0.0:
+                mem[STEP] = since
+            else:
+                mem[STEP] = step_ms + STEP_RATE * (min(since, 2.0 * step_ms) - step_ms)
         mem[LAST_TS] = t
         mem[LAST_VALUE] = x
         mem[SEEN] = min(seen + 1.0, 1e15)

@@ -6,7 +6,10 @@ model of its shape: the share of the remembered mass within a tolerance of it (`
 range seen, the tolerance of NAB's spatial check). It is looked at in two *views*, each with
 memories of its own: the **level** (the value itself) and the **change** (the value minus the
 series' previous one), so that a value in its usual range reached as it never was (a cycle
-that skips, a sensor that starts to flap) is seen as well as a value never seen. In each view,
+that skips, a sensor that starts to flap) is seen as well as a value never seen. A change is
+only taken between consecutive samples: a point after a gap of more than three of the
+series' usual steps (or scored against a state learnt long before, as a served version's
+is) is judged on its value alone. In each view,
 experts estimate the probability from different memories, and a Bayesian mixture weighs them
 by how well each has predicted so far:
 
@@ -32,7 +35,7 @@ before it; the row is then learnt. Missing values score 0 and are not learnt.
 **The memory is a sketch, not the points**: decayed counts in 60 bins over the series' range
 (level: global and recent) and in 40 bins over the range of its changes, and in 20 bins for
 each half hour (level) or hour (change) of the day, on grids that widen when a value falls
-outside them — 4,024 bytes per series whatever its length (the time-of-day counts in half
+outside them — 4,032 bytes per series whatever its length (the time-of-day counts in half
 precision). Every series is a row of the same arrays, and :meth:`StreamingDetector.step_rows`
 scores (and learns) points of many series in one compiled pass
 (:mod:`perfml.detectors.sketch_kernel`) that reads and writes only each point's own row; the
@@ -88,8 +91,8 @@ NOVEL_BELOW = 0.5
 """A point is new when less remembered mass than this lies within the tolerance of it."""
 
 # The numbers every series keeps once, one column each of ``memory``...
-SCALE, LAST_TS, SEEN, RECENT_AT, RECENT_TOTAL, LAST_VALUE, PHASE_SCALE = range(7)
-SHARED = 7
+SCALE, LAST_TS, SEEN, RECENT_AT, RECENT_TOTAL, LAST_VALUE, PHASE_SCALE, STEP = range(8)
+SHARED = 8
 # ... and those it keeps per view, from the view's first column.
 SPAN_LO, SPAN_HI, GRID_LO, GRID_HI, TOTAL, NOVEL, W_GLOBAL, W_PHASE, W_RECENT, ALARM = range(10)
 FIELDS = 10
@@ -130,7 +133,7 @@ VIEWS = (LEVEL, CHANGE)
 MEMORY = SHARED + FIELDS * len(VIEWS)
 
 Bank = dict[str, npt.NDArray[Any]]
-"""The states of many series: ``memory`` (rows × 27 float64); per view, the long-run
+"""The states of many series: ``memory`` (rows × 28 float64); per view, the long-run
 histogram ``<view>_counts`` (rows × 60 float32) and the time-of-day histograms
 ``<view>_phase`` (rows × phases × 20 float16) with their totals ``<view>_phase_total``
 (rows × phases float32); and the level's recent histogram ``level_recent``."""
@@ -277,6 +280,7 @@ class StreamingDetector(Detector):
         into[RECENT_TOTAL] = np.mean(memory[:, RECENT_TOTAL] * stored["recent"])
         into[LAST_TS] = memory[:, LAST_TS].max()
         into[LAST_VALUE] = np.nan  # a new series' first point has no change
+        into[STEP] = np.median(memory[:, STEP])
         into[SEEN] = memory[:, SEEN].max()
         return merged
 
