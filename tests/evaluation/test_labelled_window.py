@@ -179,6 +179,24 @@ def test_without_a_window_or_a_recorded_threshold_the_top_validation_scores_set_
     assert "reached by the top 1% of its scores, not swept" in measured.note
 
 
+def test_without_a_window_or_a_recorded_threshold_the_detectors_default_is_used(
+    tmp_path: Path,
+) -> None:
+    """A detector whose scores are on one scale for every series states the threshold to
+    alarm at before labels choose one; the gate takes it rather than a share of the rows."""
+
+    class Calibrated(Echo):
+        name = "test_calibrated_echo"
+        default_threshold = 0.65
+
+    gate = evaluator(make_store(tmp_path, SCENE, [(150, 155)]))
+    measured = gate.measure(Calibrated(), [METRIC])
+    assert measured.rule is ThresholdRule.DEFAULT
+    assert measured.figures["threshold"] == 0.65
+    assert measured.figures["event_f1"] == 0.0  # 0.65 misses the anomaly's 0.6
+    assert "threshold 0.65 the detector's calibrated default, not swept" in measured.note
+
+
 def test_a_registered_version_falls_back_to_its_recorded_threshold(
     tmp_path: Path, registry: ModelRegistry
 ) -> None:

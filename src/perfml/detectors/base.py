@@ -68,6 +68,10 @@ class Detector(ABC):
     """Whether it scores several value columns together (else exactly one)."""
     max_state_bytes: ClassVar[int | None] = None
     """The most bytes of state one series may take, whatever it has seen (None: unstated)."""
+    default_threshold: ClassVar[float | None] = None
+    """The score to alarm at before labels have chosen one: the detector's scores are on one
+    scale for every series, and this is the threshold NAB's sweep chose over a labelled corpus
+    of many kinds of series (None: the detector states none)."""
 
     def __init__(self, **params: Any) -> None:
         try:

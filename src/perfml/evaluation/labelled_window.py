@@ -14,7 +14,9 @@ version it is asked about:
 2. the threshold is chosen on the validation slice alone, by NAB's sweep (standard profile)
    over its series. A validation slice without a labelled window has nothing to sweep on:
    the threshold is then the one recorded on the version (:attr:`ThresholdRule.RECORDED`), or
-   for a version without one the score exceeded by :data:`DEFAULT_ALARM_SHARE` of the
+   for a version without one the detector's own calibrated default
+   (:attr:`~perfml.detectors.Detector.default_threshold`, :attr:`ThresholdRule.DEFAULT`), or
+   for a detector without one the score exceeded by :data:`DEFAULT_ALARM_SHARE` of the
    validation rows (:attr:`ThresholdRule.QUANTILE`); the figures' note says which;
 3. the figures are measured on the test slice at that threshold — NAB standard (normalised),
    event-wise, point-wise and PA%K F1 — and the scores of validation rows are not judged. A
@@ -58,8 +60,8 @@ from perfml.timeparse import parse_duration, to_epoch_ms
 DEFAULT_VALIDATION = 0.5
 """The share of the gate's window, its first part, on which each threshold is chosen."""
 DEFAULT_ALARM_SHARE = 0.01
-"""Without a labelled window to sweep on and no recorded threshold, a version's threshold is
-the score its top 1% of validation rows reach."""
+"""Without a labelled window to sweep on, no recorded threshold and no default of the
+detector's, a version's threshold is the score its top 1% of validation rows reach."""
 
 
 class GateDataError(EvaluationError):
@@ -88,8 +90,10 @@ class ThresholdRule(StrEnum):
     """NAB's sweep over the validation slice's series."""
     RECORDED = "recorded"
     """The validation slice has no labelled window: the threshold recorded on the version."""
+    DEFAULT = "default"
+    """No labelled window and no recorded threshold: the detector's calibrated default."""
     QUANTILE = "quantile"
-    """No labelled window and no recorded threshold: the score its top
+    """No labelled window, no recorded threshold, no default: the score its top
     :data:`DEFAULT_ALARM_SHARE` of validation rows reach."""
 
 
@@ -212,7 +216,9 @@ class LabelledWindowEvaluator:
         for one, scores in zip(series, replayed, strict=True):
             tuning[one.entity] = (scores[: one.cut], one.validation)
             test[one.entity] = (scores[one.cut :], one.test)
-        threshold, rule = self._threshold(tuning, validation_windows, recorded_threshold)
+        threshold, rule = self._threshold(
+            tuning, validation_windows, recorded_threshold, states.detector.default_threshold
+        )
         figures = {
             "threshold": threshold,
             "validation_windows": float(validation_windows),
@@ -238,12 +244,15 @@ class LabelledWindowEvaluator:
         tuning: dict[str, tuple[Floats, list[WindowRows]]],
         windows: int,
         recorded: float | None,
+        default: float | None,
     ) -> tuple[float, ThresholdRule]:
         if windows:
             swept = score_corpus(tuning, PROFILES["standard"], probation=0).threshold
             return swept, ThresholdRule.VALIDATION
         if recorded is not None and math.isfinite(recorded):
             return recorded, ThresholdRule.RECORDED
+        if default is not None:
+            return default, ThresholdRule.DEFAULT
         scores = np.concatenate([values for values, _ in tuning.values()] or [np.zeros(0)])
         scores = scores[np.isfinite(scores)]
         if not len(scores):
@@ -259,11 +268,10 @@ class LabelledWindowEvaluator:
                 f"({_windows(validation)})"
             )
         else:
-            where = (
-                "recorded on the version"
-                if rule is ThresholdRule.RECORDED
-                else f"reached by the top {DEFAULT_ALARM_SHARE:.0%} of its scores"
-            )
+            where = {
+                ThresholdRule.RECORDED: "recorded on the version",
+                ThresholdRule.DEFAULT: "the detector's calibrated default",
+            }.get(rule, f"reached by the top {DEFAULT_ALARM_SHARE:.0%} of its scores")
             chosen = (
                 f"the validation slice {first} has no labelled window: threshold "
                 f"{threshold:.4g} {where}, not swept"
