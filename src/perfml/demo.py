@@ -170,8 +170,12 @@ def demo_settings(settings: Settings, port: int | None = None) -> Settings:
             "poll_interval": "1s",
         }
     )
-    # quality needs feedback, which the demo does not send: skip its scoring
-    controller = settings.controller.model_copy(update={"models": (DEMO_MODEL,), "quality": False})
+    # Quality needs feedback, which the demo does not send: skip its scoring. Half the 60
+    # days a retrain takes are its gate window (15 days to choose the threshold, 15 to judge):
+    # about a dozen labelled latency anomalies, not three.
+    controller = settings.controller.model_copy(
+        update={"models": (DEMO_MODEL,), "quality": False, "holdout": 0.5}
+    )
     return settings.model_copy(
         update={
             "workspace": (settings.workspace / "demo").absolute(),  # jobs run elsewhere

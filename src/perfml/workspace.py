@@ -229,16 +229,21 @@ class Workspace:
         """The promotion gate's thresholds (``registry.gate``)."""
         return MetricThreshold.all_of(self.settings.registry.gate)
 
-    def gate_evaluator(self, registry: ModelRegistry | None = None) -> LabelledWindowEvaluator:
+    def gate_evaluator(
+        self, registry: ModelRegistry | None = None, candidate: ModelVersion | None = None
+    ) -> LabelledWindowEvaluator:
         """The gate's evaluator: both versions scored on the same recent labelled window of
-        the store (the last ``registry.gate_window``), each threshold chosen on its first
+        the store (the last ``registry.gate_window``, none of it before the end of the
+        ``candidate``'s training data), each threshold chosen on its first
         ``registry.gate_validation`` share."""
         from perfml.evaluation.labelled_window import LabelledWindowEvaluator
 
         gate = self.settings.registry
+        after = None if candidate is None else candidate.data_end
         return LabelledWindowEvaluator.recent(
-            registry or self.registry(), self.store(), gate.gate_window, gate.gate_validation
-        )
+            registry or self.registry(), self.store(), gate.gate_window, gate.gate_validation,
+            after,
+        )  # fmt: skip
 
     def train(self, request: TrainingRequest) -> Training:
         """Run the training pipeline for ``request`` (the gate's thresholds and validation

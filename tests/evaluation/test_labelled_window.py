@@ -268,3 +268,17 @@ def test_the_validation_share_moves_the_split(tmp_path: Path) -> None:
         evaluator(store, validation=1.0)
     with pytest.raises(BadValidationShareError):
         evaluator(store, validation=0.0)
+
+
+def test_the_recent_window_never_reaches_into_the_candidates_training_data(
+    tmp_path: Path,
+) -> None:
+    store = make_store(tmp_path, SCENE, WINDOWS)
+    end = START + (ROWS - 1) * STEP + timedelta(milliseconds=1)  # just past the last point
+    whole = LabelledWindowEvaluator.recent(None, store, "1d")
+    assert (whole.start, whole.end) == (end - timedelta(days=1), end)
+    trained_until = START + 120 * STEP
+    after = LabelledWindowEvaluator.recent(None, store, "1d", after=trained_until)
+    assert (after.start, after.end) == (trained_until, end)
+    with pytest.raises(GateDataError, match="data after the candidate's training window"):
+        LabelledWindowEvaluator.recent(None, store, "1d", after=end)

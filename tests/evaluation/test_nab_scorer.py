@@ -115,3 +115,21 @@ def test_series_scored_from_learnt_states_can_drop_the_probationary_period():
     # raw: the early window's reward and the later window missed (-1), between -2 and 2
     raw = without.files["warm"].score - 1.0
     assert without.score == pytest.approx(100 * (raw + 2) / 4)
+
+
+def test_a_prior_picks_among_thresholds_the_labels_cannot_tell_apart() -> None:
+    """One window, caught at 0.8 and at 0.5; one false alarm at 0.4 and one at 0.2 outside.
+    Every threshold in (0.4, 0.8] scores the same; NAB's sweep takes the top of that plateau,
+    a prior inside it is kept, one outside it moves to the plateau's nearest end, and one
+    false alarm's worth of tolerance lets a prior below 0.4 reach it."""
+    scores = np.zeros(100)
+    scores[50], scores[52], scores[20], scores[80] = 0.8, 0.5, 0.4, 0.2
+    series = {"a": (scores, [(45, 55)])}
+    cost = PROFILES["standard"]
+    assert score_corpus(series, cost, probation=0).threshold == 0.8
+    assert score_corpus(series, cost, probation=0, prior=0.6).threshold == 0.6
+    assert score_corpus(series, cost, probation=0, prior=0.9).threshold == 0.8
+    # 0.4 adds a false alarm (-0.11): within the tolerance, so the prior's 0.35 is kept
+    assert score_corpus(series, cost, probation=0, prior=0.35).threshold == 0.35
+    # 0.2 adds another: two false alarms below the best, so the nearest is 0.4's plateau
+    assert score_corpus(series, cost, probation=0, prior=0.1).threshold == 0.4

@@ -12,6 +12,8 @@ import pyarrow as pa
 import pytest
 
 from perfml.config import Settings
+from perfml.detectors.series import load_series
+from perfml.detectors.streaming import LAST_TS
 from perfml.evaluation.labelled_window import LabelledWindowEvaluator, ThresholdRule
 from perfml.featurestore import FeatureStore
 from perfml.pipelines.local import TrainingRequest
@@ -22,7 +24,6 @@ from perfml.pipelines.training import (
     split_instant,
     train,
 )
-from perfml.detectors.series import load_series
 from perfml.registry.detector_versions import load_detector
 from perfml.sources.fleet import generate_fleet, write_fleet
 from perfml.sources.ingestion import ingest_corpus
@@ -87,8 +88,15 @@ def test_every_job_succeeds_and_the_version_carries_its_lineage(trained: Trained
     assert version.entities == ("host-0000", "host-0001")  # the series it learnt
     assert version.data_start is not None
     assert version.data_start.isoformat() == START
-    assert version.data_end == split_instant(START, END, 0.2)
+    # judged on the held-out rows, then taught them: the version knows the whole window
+    assert version.data_end == parse_instant(END, "end")
     assert version.metrics == pytest.approx(figures["figures"])
+    judged = load_series(Path(run.workspace) / "train" / "outputs" / "model_file")
+    split = split_instant(START, END, 0.2).timestamp() * 1000
+    assert isinstance(judged.bank, dict)
+    assert isinstance(detector.bank, dict)
+    assert np.all(judged.bank["memory"][:, LAST_TS] < split)  # the last point each learnt
+    assert np.all(detector.bank["memory"][:, LAST_TS] > split)
     assert version.tags["pipeline"] == "training"
     points = FeatureStore(trained.workspace / "store").read(METRIC, "host-0000", start="2024-02-20")
     # one state per series it learnt, each its own, and a prior for a host never seen
@@ -170,12 +178,13 @@ def test_the_threshold_recorded_is_chosen_on_the_validation_slice(trained: Train
     assert document["validation"] == [split.isoformat(), cut.isoformat()]
     assert document["test"] == [cut.isoformat(), END]
     assert "swept on the validation slice" in document["note"]
+    judged = load_series(Path(trained.run.workspace) / "train" / "outputs" / "model_file")
     with workspace_of(trained) as opened:
-        version, states = load_detector(opened.registry(), "latency:1")
+        version = opened.registry().get("latency:1")
         gate = LabelledWindowEvaluator(
             None, opened.store(), split, parse_instant(END, "end"), validation=VALIDATION
         )
-        measured = gate.measure(states, [METRIC])
+        measured = gate.measure(judged, [METRIC])  # as it was before it learnt the window
     assert measured.rule is ThresholdRule.VALIDATION
     assert version.threshold == measured.figures["threshold"]
     assert version.metrics == pytest.approx(measured.figures)

@@ -14,6 +14,7 @@ from rich.table import Table
 from perfml import detectors
 from perfml.cli.options import parse_pairs
 from perfml.cli.state import out, state
+from perfml.evaluation.labelled_window import GateDataError
 from perfml.registry import ModelRegistry
 from perfml.registry.events import EVENTS
 from perfml.registry.names import parse_ref
@@ -175,10 +176,17 @@ def promote(
         raise typer.BadParameter("give NAME:VERSION", param_hint="REF")
     parts = state(ctx).parts()
     registry = _registry(ctx)
-    promotion = registry.promote(
-        parsed.model, parsed.version, alias, thresholds=parts.gate_thresholds(),
-        evaluator=parts.gate_evaluator(registry), force=force, reason=reason,
-    )  # fmt: skip
+    try:  # the window: recent data the candidate has not learnt
+        evaluator = parts.gate_evaluator(registry, registry.get(ref))
+        promotion = registry.promote(
+            parsed.model, parsed.version, alias, thresholds=parts.gate_thresholds(),
+            evaluator=evaluator, force=force, reason=reason,
+        )  # fmt: skip
+    except GateDataError:
+        if not force:
+            raise
+        # nothing to judge on: forced through without figures, and recorded as forced
+        promotion = registry.promote(parsed.model, parsed.version, alias, force=True, reason=reason)
     if as_json:
         _emit(promotion.move.to_json())
         return

@@ -12,7 +12,10 @@ version it is asked about:
    the validation slice's first, so each series reaches the test slice having learnt every
    row before it;
 2. the threshold is chosen on the validation slice alone, by NAB's sweep (standard profile)
-   over its series. A validation slice without a labelled window has nothing to sweep on:
+   over its series; for a detector with a calibrated default threshold, the one nearest that
+   default among those scoring within one false alarm of the best (a few labelled windows
+   cannot tell them apart, and the sweep's own pick sits at the plateau's edge). A validation
+   slice without a labelled window has nothing to sweep on:
    the threshold is then the one recorded on the version (:attr:`ThresholdRule.RECORDED`), or
    for a version without one the detector's own calibrated default
    (:attr:`~perfml.detectors.Detector.default_threshold`, :attr:`ThresholdRule.DEFAULT`), or
@@ -139,6 +142,9 @@ class LabelledWindowEvaluator:
     end: datetime
     step: str = "5m"
     validation: float = DEFAULT_VALIDATION
+    judged: dict[str, SeriesStates] = field(default_factory=dict)
+    """States to judge for a version (by ref) instead of its artifact's: a training run's
+    candidate is judged as it was before it learnt this window."""
     notes: dict[str, str] = field(default_factory=dict)
     _frames: dict[tuple[str, ...], list[_Series]] = field(default_factory=dict, repr=False)
 
@@ -153,13 +159,19 @@ class LabelledWindowEvaluator:
         store: FeatureStore,
         window: str | timedelta,
         validation: float = DEFAULT_VALIDATION,
+        after: datetime | None = None,
     ) -> LabelledWindowEvaluator:
-        """The last ``window`` of data in the store."""
+        """The last ``window`` of data in the store, none of it before ``after`` (the end of
+        the candidate's training data: a version is never judged on rows it learnt)."""
         last = store.summary().last
         if last is None:
             raise EvaluationError("the feature store is empty: the gate has nothing to compare")
         end = last + timedelta(milliseconds=1)
         start = end - parse_duration(window, "gate window")
+        if after is not None and after > start:
+            if after >= end:
+                raise GateDataError("data after the candidate's training window", after, end)
+            start = after
         return cls(registry, store, start, end, validation=validation)
 
     @property
@@ -170,7 +182,9 @@ class LabelledWindowEvaluator:
     def __call__(self, version: ModelVersion) -> dict[str, float]:
         if self.registry is None:
             raise EvaluationError("this evaluator has no registry to load versions from")
-        _, detector = load_detector(self.registry, version.ref)
+        detector = self.judged.get(version.ref)
+        if detector is None:
+            _, detector = load_detector(self.registry, version.ref)
         if not version.features:
             raise EvaluationError(f"{version.ref} records no features: which data does it score?")
         measured = self.measure(detector, version.features, version.threshold)
@@ -239,6 +253,26 @@ class LabelledWindowEvaluator:
         note = self._note(rule, threshold, validation_windows, test_windows)
         return WindowFigures(figures, rule, note)
 
+    def learnt(self, model: SeriesStates, features: Sequence[str]) -> SeriesStates:
+        """A copy of ``model`` that has learnt every row of the window in time order — each
+        entity from its own state, one never seen from the prior's — as the live loop would
+        have by the window's end; its prior then summarises them all."""
+        series = self._series(tuple(features), model.detector.multivariate)
+        current = model.subset(model.entities)
+        columns = model.detector.columns
+        arrays = [as_arrays(s.frame, model.detector.name, columns)[:2] for s in series]
+        rows = current.rows([s.entity for s in series], add=True)
+        current.learn(
+            np.concatenate(
+                [np.full(len(ts), row) for row, (ts, _) in zip(rows, arrays, strict=True)]
+            ),
+            np.concatenate([np.asarray(ts, np.int64) for ts, _ in arrays]),
+            np.concatenate([np.asarray(values, np.float64) for _, values in arrays]),
+        )
+        current.refresh_prior()
+        current.prior.columns = columns
+        return current
+
     def _threshold(
         self,
         tuning: dict[str, tuple[Floats, list[WindowRows]]],
@@ -247,7 +281,8 @@ class LabelledWindowEvaluator:
         default: float | None,
     ) -> tuple[float, ThresholdRule]:
         if windows:
-            swept = score_corpus(tuning, PROFILES["standard"], probation=0).threshold
+            standard = PROFILES["standard"]
+            swept = score_corpus(tuning, standard, probation=0, prior=default).threshold
             return swept, ThresholdRule.VALIDATION
         if recorded is not None and math.isfinite(recorded):
             return recorded, ThresholdRule.RECORDED

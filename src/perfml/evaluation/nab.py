@@ -226,8 +226,11 @@ def score_corpus(
     threshold: float | None = None,
     *,
     probation: int | None = None,
+    prior: float | None = None,
 ) -> CorpusScore:
-    """Score every series; at ``threshold``, or at the corpus-wide best (NAB's sweep).
+    """Score every series; at ``threshold``, or at the corpus-wide best (NAB's sweep) — with a
+    ``prior``, the threshold nearest it that scores within one false positive of the best
+    (:func:`threshold_near`).
 
     ``probation``: rows at the start of each series left out (None: NAB's probationary
     period; 0 for series scored from learnt states, which have nothing left to learn first).
@@ -240,7 +243,11 @@ def score_corpus(
         for name, (values, windows) in series.items()
     }
     if threshold is None:
-        threshold = best_threshold(prepared.values())
+        threshold = (
+            best_threshold(prepared.values())
+            if prior is None
+            else threshold_near(prepared.values(), prior, cost.fp_weight)
+        )
     files = {name: _score_with(values, w, threshold) for name, (values, w) in prepared.items()}
     windows = sum(f.windows for f in files.values())
     return CorpusScore(
@@ -254,12 +261,41 @@ def score_corpus(
 
 
 def best_threshold(prepared: Iterable[tuple[Floats, Weights]]) -> float:
-    """The threshold maximising the corpus raw score, over every distinct anomaly score.
+    """The threshold maximising the corpus raw score, over every distinct anomaly score (NAB's
+    sweep, :func:`sweep`); ties go to the higher threshold (fewer detections)."""
+    thresholds, raws = sweep(prepared)
+    return float(thresholds[int(np.argmax(raws))])  # the first maximum: the highest
+
+
+def threshold_near(
+    prepared: Iterable[tuple[Floats, Weights]], prior: float, tolerance: float
+) -> float:
+    """Of the thresholds whose corpus raw score is within ``tolerance`` of the best (one false
+    positive's cost, say: what a few labels cannot tell apart), the one nearest ``prior`` —
+    ``prior`` itself when it detects what one of them detects.
+
+    A sweep over a few labelled windows finds a plateau of thresholds that score alike, and
+    NAB's tie rule (the highest) sits at its edge, where one more window on the data judged
+    next falls out; a detector's calibrated default is a better pick within it.
+    """
+    thresholds, raws = sweep(prepared)
+    close = np.flatnonzero(raws >= raws.max() - tolerance - 1e-9)
+    # Threshold k detects the rows scoring at least thresholds[k]: so does anything in
+    # (thresholds[k + 1], thresholds[k]].
+    lower = np.append(thresholds[1:], -np.inf)
+    if np.any((lower[close] < prior) & (prior <= thresholds[close])):
+        return prior
+    return float(thresholds[close[int(np.argmin(np.abs(thresholds[close] - prior)))]])
+
+
+def sweep(prepared: Iterable[tuple[Floats, Weights]]) -> tuple[Floats, Floats]:
+    """Every candidate threshold, highest first — above the highest score, then each distinct
+    score — and the corpus raw score at it.
 
     Lowering the threshold past a score adds the detections at that score: a false positive
     adds its weight; a row in a window raises the window's score to the row's weight if that
     is more. Sorting every scored row once and walking down gives every candidate's raw score
-    in ``O(n log n)``. Ties go to the higher threshold (fewer detections).
+    in ``O(n log n)``.
     """
     values_parts, weight_parts, window_parts = [], [], []
     base = 0.0
@@ -280,14 +316,14 @@ def best_threshold(prepared: Iterable[tuple[Floats, Weights]]) -> float:
             if number in w.scored_windows:
                 base -= w.profile.fn_weight
         window_offset += count
-    if not values_parts:
-        return 1.0
-    values = np.concatenate(values_parts)
+    values = np.concatenate(values_parts) if values_parts else np.zeros(0)
+    if not len(values):
+        return np.array([1.0]), np.array([base])
     weight = np.concatenate(weight_parts)
     window = np.concatenate(window_parts)
     order = np.argsort(-values, kind="stable")
     values, weight, window = values[order], weight[order], window[order]
-    best_score, best = base, float(values.max()) + 1e-9 if len(values) else 1.0
+    thresholds, raws = [float(values[0]) + 1e-9], [base]
     current = base
     window_best = np.array(window_fn, dtype=np.float64)
     i = 0
@@ -302,10 +338,10 @@ def best_threshold(prepared: Iterable[tuple[Floats, Weights]]) -> float:
                 current += weight[j] - window_best[row_window]
                 window_best[row_window] = weight[j]
             j += 1
-        if current > best_score:
-            best_score, best = current, float(values[i])
+        thresholds.append(float(values[i]))
+        raws.append(current)
         i = j
-    return best
+    return np.array(thresholds), np.array(raws)
 
 
 def window_rows(

@@ -23,11 +23,14 @@ the registry, which each job opens in its own process (:class:`~perfml.pipelines
   evaluator (:class:`~perfml.evaluation.labelled_window.LabelledWindowEvaluator`: each entity
   from its own state; the threshold swept on the window's first ``validation`` share, NAB
   standard, event and point F1 at it on the rest), and writes the figures as JSON with a note
-  saying how the threshold was chosen.
-- **register** records the version with its lineage (the run id, the training window, the
-  features and the figures — its threshold is the one chosen on the validation slice) and,
-  with ``promote``, moves the alias through the gate, both versions evaluated on the same
-  held-out window; it returns the :class:`~perfml.pipelines.outcomes.TrainingOutcome`.
+  saying how the threshold was chosen. Judged, the candidate then learns the held-out rows, as
+  the live loop would have (``current``): what is served knows the whole window.
+- **register** records that version with its lineage (the run id, the whole window
+  ``[start, end)``, the features, the entities it learnt and the figures it showed before it
+  learnt the held-out rows — its threshold is the one chosen on the validation slice) and,
+  with ``promote``, moves the alias through the gate, the candidate as it was before the
+  held-out rows and the holder evaluated on the same held-out window; it returns the
+  :class:`~perfml.pipelines.outcomes.TrainingOutcome`.
 
 >>> build_training_pipeline().order
 ('query', 'preprocess', 'train', 'evaluate', 'register')
@@ -380,7 +383,7 @@ def _entity_frames(batches: Path) -> Iterator[tuple[str, pa.Table]]:
 
 
 @training_step(
-    outputs=("figures",),
+    outputs=("figures", "current"),
     timeout=1800,
     retries=1,
     backoff=2.0,
@@ -396,19 +399,29 @@ def evaluate(
     step: str,
     validation: float,
     figures: Path,
+    current: Path,
 ) -> dict[str, float]:
     """The promotion gate's figures of the candidate on the held-out ``[split, end)``: its
-    threshold chosen on the first ``validation`` share, the figures measured on the rest."""
+    threshold chosen on the first ``validation`` share, the figures measured on the rest.
+    Then, judged, the candidate learns the held-out rows as the live loop would have
+    (``current``), so that the version registered knows the whole window."""
+    import shutil
+
     from perfml.detectors.series import load_series
     from perfml.evaluation.labelled_window import GateDataError, LabelledWindowEvaluator
 
     split, last = split_instant(start, end, holdout), parse_instant(end, "end")
     evaluator = LabelledWindowEvaluator(None, store, split, last, step, validation)
+    candidate = load_series(model_file)
     try:
-        measured = evaluator.measure(load_series(model_file), metrics)
+        measured = evaluator.measure(candidate, metrics)
         found, note = measured.figures, measured.note
     except GateDataError as exc:
         found, note = {}, str(exc)
+    try:
+        evaluator.learnt(candidate, metrics).save(current)
+    except GateDataError:  # no point held out: nothing more to learn
+        shutil.copyfile(model_file, current)
     document = {
         "figures": found,
         "window": [split.isoformat(), last.isoformat()],
@@ -424,8 +437,8 @@ def evaluate(
 @training_step(timeout=600, retries=1, backoff=2.0, resources=Resources(cpu=0.5, memory="1Gi"))
 def register(
     model_file: Path,
+    current: Path,
     figures: Path,
-    selection: Path,
     store: FeatureStore,
     registry: ModelRegistry,
     model: str,
@@ -440,8 +453,11 @@ def register(
     validation: float,
     run_id: str,
 ) -> dict[str, Any]:
-    """Register the version with its lineage (the window, the metrics, the entities it learnt);
-    with ``promote``, move ``alias`` through the gate. Returns the
+    """Register the version — the candidate once it has learnt the held-out rows too
+    (``current``) — with its lineage (the whole window, the metrics, the entities it learnt)
+    and the figures it showed on the held-out rows before it learnt them; with ``promote``,
+    move ``alias`` through the gate, which judges the candidate as it was then
+    (``model_file``) against the holder on the same held-out window. Returns the
     :class:`~perfml.pipelines.outcomes.TrainingOutcome` as JSON. The webhook events of these
     changes are sent when the job's workspace closes (:meth:`perfml.workspace.Workspace.close`).
     """
@@ -452,14 +468,14 @@ def register(
 
     split = split_instant(start, end, holdout)
     found = json.loads(figures.read_text())["figures"]
+    last = parse_instant(end, "end")
     version = register_detector(
         registry,
         model,
-        load_series(model_file),
+        load_series(current),
         features=metrics,
-        entities=json.loads(selection.read_text())["entities"],
         data_start=parse_instant(start, "start"),
-        data_end=split,
+        data_end=last,
         pipeline_run=run_id,
         metrics=found,
         tags={"pipeline": PIPELINE},
@@ -471,8 +487,8 @@ def register(
         promoted = alias
         verdict = GateVerdict(passed=True, reason=f"{model}@{alias} holds {version.ref} already")
     elif promote:
-        last = parse_instant(end, "end")
         evaluator = LabelledWindowEvaluator(registry, store, split, last, step, validation)
+        evaluator.judged[version.ref] = load_series(model_file)  # before the held-out rows
         try:
             done = registry.promote(
                 model, version.version, alias, thresholds=MetricThreshold.all_of(gate),
@@ -501,8 +517,8 @@ _ARTIFACTS: dict[str, dict[str, Ref | Part]] = {
         "store": Part("store"),
         "registry": Part("registry"),
         "model_file": Ref("train", "model_file"),
+        "current": Ref("evaluate", "current"),
         "figures": Ref("evaluate", "figures"),
-        "selection": Ref("query", "selection"),
     },
 }
 """Which inputs are parts of the workspace or upstream artifacts; every other input is the run
