@@ -12,6 +12,7 @@ import pytest
 
 from perfml.evaluation.nab import (
     PROFILES,
+    ScoreShapeError,
     scaled_sigmoid,
     score_corpus,
     score_file,
@@ -133,3 +134,12 @@ def test_a_prior_picks_among_thresholds_the_labels_cannot_tell_apart() -> None:
     assert score_corpus(series, cost, probation=0, prior=0.35).threshold == 0.35
     # 0.2 adds another: two false alarms below the best, so the nearest is 0.4's plateau
     assert score_corpus(series, cost, probation=0, prior=0.1).threshold == 0.4
+
+
+def test_scores_that_are_not_finite_are_refused_naming_the_series() -> None:
+    scores = np.zeros(100)
+    scores[30] = np.nan
+    with pytest.raises(
+        ScoreShapeError, match=r"series 'host-7': 1 anomaly scores are not finite \(row 30: nan\)"
+    ):
+        score_corpus({"host-7": (scores, [(45, 55)])}, PROFILES["standard"])

@@ -6,7 +6,10 @@ by side — and for each reads and writes only its series' row, so a series gets
 whether it is stepped alone or among a million others, and a point costs the same whatever the
 number of series. The arrays and the meaning of every number are the streaming detector's
 (see its module); this is its arithmetic, compiled with Numba (cached on disk, so a process
-pays the compilation once per machine, not per start).
+pays the compilation once per machine, not per start), with NumPy's rules for a division by
+zero (no check before each division) and floating-point contraction and reassociation allowed
+(the same machine code scores every point, so a series still gets the same bits alone or
+among others; NaN and infinities keep their meaning).
 
 The time-of-day histograms are stored in half precision, which Numba does not compute in:
 they are passed as their bits (``uint16``) and converted here, rounding to nearest even as
@@ -40,7 +43,7 @@ so that gaps do not stretch it)."""
 SCALE, LAST_TS, SEEN, RECENT_AT, RECENT_TOTAL, LAST_VALUE, PHASE_SCALE, STEP = range(8)
 SPAN_LO, SPAN_HI, GRID_LO, GRID_HI, TOTAL, NOVEL, W_GLOBAL, W_PHASE, W_RECENT, ALARM = range(10)
 
-# params' positions (see :func:`params_array`)
+# params' positions (streaming's ``_kernel_params``)
 P_RESOLUTION, P_HISTORY, P_RECENT_HOURS, P_SHARE, P_REARM_HOURS, P_REARM_FACTOR = range(6)
 P_CHANGE_WEIGHT, P_FULL_SCALE, P_WARMUP = 6, 7, 8
 
@@ -59,7 +62,7 @@ def _float32_of_bits(typingctx: Any, bits: Any) -> Any:
     return signature, codegen
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "arcp"})
 def half(bits: np.uint16) -> float:
     """The value of IEEE half-precision ``bits``: exponent and fraction moved into a float32's
     places, then rescaled by the difference of the exponent biases (exact, subnormals too)."""
@@ -71,7 +74,7 @@ def half(bits: np.uint16) -> float:
     return -magnitude if h & np.uint32(0x8000) else magnitude
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "arcp"})
 def float_to_half(value: float) -> np.uint16:
     """The half-precision bits nearest ``value`` (ties to even), as NumPy rounds it."""
     sign = 0x8000 if value < 0.0 or (value == 0.0 and math.copysign(1.0, value) < 0.0) else 0
@@ -93,7 +96,7 @@ def float_to_half(value: float) -> np.uint16:
 # -- histograms -------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "arcp"})
 def _mass(row: np.ndarray, low: float, high: float) -> float:
     """The mass of a histogram row over ``[low, high]`` in bin units (bin ``j`` is
     ``[j, j + 1)``, its mass spread evenly), bins outside the row weighing nothing."""
@@ -108,7 +111,7 @@ def _mass(row: np.ndarray, low: float, high: float) -> float:
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "arcp"})
 def _half_mass(row: np.ndarray, low: float, high: float) -> float:
     """:func:`_mass` of a half-precision row (its bits)."""
     bins = row.shape[0]
@@ -122,16 +125,18 @@ def _half_mass(row: np.ndarray, low: float, high: float) -> float:
     return total
 
 
-@njit(cache=True)
-def _rebinned(values: np.ndarray, lo: float, hi: float, new_lo: float, new_hi: float) -> np.ndarray:
-    """A histogram over ``[lo, hi]`` (float64 values) on the wider grid ``[new_lo, new_hi]``,
-    each old bin's mass spread evenly over it."""
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "arcp"})
+def _rebin(
+    values: np.ndarray, lo: float, hi: float, new_lo: float, new_hi: float,
+    cumulative: np.ndarray, out: np.ndarray,
+) -> None:  # fmt: skip
+    """``values``, a histogram over ``[lo, hi]``, on the wider grid ``[new_lo, new_hi]`` into
+    ``out``, each old bin's mass spread evenly over it (``cumulative``: scratch, one longer)."""
     bins = values.shape[0]
-    cumulative = np.zeros(bins + 1)
+    cumulative[0] = 0.0
     for j in range(bins):
         cumulative[j + 1] = cumulative[j] + values[j]
     old_width = (hi - lo) / bins
-    out = np.zeros(bins)
     below_previous = 0.0
     for e in range(bins + 1):
         edge = new_lo + (new_hi - new_lo) / bins * e
@@ -144,42 +149,44 @@ def _rebinned(values: np.ndarray, lo: float, hi: float, new_lo: float, new_hi: f
         if e > 0:
             out[e - 1] = below - below_previous
         below_previous = below
-    return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "arcp"})
 def _widen_row(
-    counts: np.ndarray,
-    recent: np.ndarray,
-    phase: np.ndarray,
-    r: int,
-    has_recent: bool,
-    lo: float,
-    hi: float,
-    new_lo: float,
-    new_hi: float,
-) -> None:
-    moved = _rebinned(counts[r].astype(np.float64), lo, hi, new_lo, new_hi)
-    for j in range(moved.shape[0]):
-        counts[r, j] = np.float32(moved[j])
+    counts: np.ndarray, recent: np.ndarray, phase: np.ndarray, r: int, has_recent: bool,
+    lo: float, hi: float, new_lo: float, new_hi: float,
+) -> None:  # fmt: skip
+    """Series ``r``'s histograms of one view, from the grid ``[lo, hi]`` to the wider one."""
+    bins = counts.shape[1]
+    values, out, cumulative = np.empty(bins), np.empty(bins), np.empty(bins + 1)
+    for j in range(bins):
+        values[j] = counts[r, j]
+    _rebin(values, lo, hi, new_lo, new_hi, cumulative, out)
+    for j in range(bins):
+        counts[r, j] = np.float32(out[j])
     if has_recent:
-        moved = _rebinned(recent[r].astype(np.float64), lo, hi, new_lo, new_hi)
-        for j in range(moved.shape[0]):
-            recent[r, j] = np.float32(moved[j])
-    bins = phase.shape[2]
-    values = np.empty(bins)
+        for j in range(bins):
+            values[j] = recent[r, j]
+        _rebin(values, lo, hi, new_lo, new_hi, cumulative, out)
+        for j in range(bins):
+            recent[r, j] = np.float32(out[j])
+    phase_bins = phase.shape[2]
+    values, out, cumulative = np.empty(phase_bins), np.empty(phase_bins), np.empty(phase_bins + 1)
     for q in range(phase.shape[1]):
-        for j in range(bins):
+        held = False
+        for j in range(phase_bins):
             values[j] = half(phase[r, q, j])
-        moved = _rebinned(values, lo, hi, new_lo, new_hi)
-        for j in range(bins):
-            phase[r, q, j] = float_to_half(moved[j])
+            held = held or values[j] != 0.0
+        if held:  # an empty time of day stays empty
+            _rebin(values, lo, hi, new_lo, new_hi, cumulative, out)
+            for j in range(phase_bins):
+                phase[r, q, j] = float_to_half(out[j])
 
 
 # -- one view of one point ------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "arcp"})
 def _surprise(
     mem: np.ndarray,
     first: int,
@@ -244,7 +251,7 @@ def _surprise(
     out[4] = w_recent * p_recent * keep + share / experts if has_recent else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "arcp"})
 def _learn_view(
     mem: np.ndarray,
     first: int,
@@ -302,7 +309,7 @@ def _learn_view(
     phase_total[r, q] += np.float32(added)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "arcp"})
 def _fold(phase: np.ndarray, phase_total: np.ndarray, r: int, scale: float) -> None:
     """Multiply series ``r``'s time-of-day histograms by ``scale``."""
     for q in range(phase.shape[1]):
@@ -314,7 +321,7 @@ def _fold(phase: np.ndarray, phase_total: np.ndarray, r: int, scale: float) -> N
 # -- points of many series ------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "arcp"})
 def step(
     memory: np.ndarray,
     level_counts: np.ndarray,
@@ -345,6 +352,8 @@ def step(
     tau = params[P_RECENT_HOURS] * HOUR_MS
     for i in range(n):
         r = rows[i]
+        if r < 0 or r >= memory.shape[0]:
+            raise IndexError("a row is not one of the bank's series")
         t = ts[i]
         mem = memory[r]
         x = values[i]

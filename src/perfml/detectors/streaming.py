@@ -178,6 +178,13 @@ class StreamingDetector(Detector):
 
     def reset(self) -> None:
         self.bank = self.new_bank(1)
+        p = self.params
+        self._kernel_params = np.array(
+            [p.resolution, p.history, p.recent_hours, p.share, p.rearm_hours, p.rearm_factor,
+             p.change_weight, p.full_scale, p.warmup],
+            np.float64,
+        )  # fmt: skip
+        """The parameters as the compiled kernel takes them (its ``P_*`` positions)."""
 
     # -- many series -------------------------------------------------------------------------
 
@@ -205,34 +212,15 @@ class StreamingDetector(Detector):
         order given (a series' points must not go back in time); with ``learn``, learn each
         before the next (``bank`` is changed in place). A series scores the same bits alone
         or among others, whatever the order of the others' points."""
-        from perfml.detectors import sketch_kernel
+        from perfml.detectors.sketch_kernel import step
 
-        rows = np.ascontiguousarray(rows, np.int64)
-        ts = np.ascontiguousarray(ts, np.int64)
-        values = np.ascontiguousarray(values, np.float64)
-        if len(rows) and (rows.min() < 0 or rows.max() >= len(bank["memory"])):
-            raise IndexError(f"rows must be of the {len(bank['memory'])} series of the bank")
-        p = self.params
-        params = np.array(
-            [
-                p.resolution,
-                p.history,
-                p.recent_hours,
-                p.share,
-                p.rearm_hours,
-                p.rearm_factor,
-                p.change_weight,
-                p.full_scale,
-                p.warmup,
-            ],
-            np.float64,
-        )
-        scores: Floats = sketch_kernel.step(
+        scores: Floats = step(
             bank["memory"], bank["level_counts"], bank["level_recent"],
             bank["level_phase"].view(np.uint16), bank["level_phase_total"],
             bank["change_counts"], bank["change_phase"].view(np.uint16),
-            bank["change_phase_total"], rows, ts, values, learn, params,
-            LEVEL.first, CHANGE.first, LEVEL.neighbours, CHANGE.neighbours,
+            bank["change_phase_total"], np.ascontiguousarray(rows, np.int64),
+            np.ascontiguousarray(ts, np.int64), np.ascontiguousarray(values, np.float64), learn,
+            self._kernel_params, LEVEL.first, CHANGE.first, LEVEL.neighbours, CHANGE.neighbours,
         )  # fmt: skip
         return scores
 
@@ -292,7 +280,7 @@ class StreamingDetector(Detector):
 
     def update(self, ts: int, value: float | Floats) -> float:
         x = np.array([_scalar(value, self.name)])
-        return float(self.step_rows(self.bank, self._ROW, np.array([int(ts)]), x, True)[0])
+        return float(self.step_rows(self.bank, self._ROW, np.array([ts], np.int64), x, True)[0])
 
     def score_arrays(self, ts: Millis, values: Floats) -> Floats:
         column = _column(values, self.name)
@@ -339,6 +327,8 @@ def _histograms(view: View) -> list[str]:
 
 
 def _scalar(value: float | Floats, detector: str) -> float:
+    if isinstance(value, float | int):
+        return float(value)
     array = np.asarray(value, dtype=np.float64).reshape(-1)
     if array.size != 1:
         raise BadInputError(detector, f"scores one value column, got {array.size} values")

@@ -236,10 +236,7 @@ def score_corpus(
     period; 0 for series scored from learnt states, which have nothing left to learn first).
     """
     prepared = {
-        name: (
-            np.asarray(values, dtype=np.float64),
-            weights(len(values), windows, cost, probation),
-        )
+        name: (_finite(name, values), weights(len(values), windows, cost, probation))
         for name, (values, windows) in series.items()
     }
     if threshold is None:
@@ -258,6 +255,20 @@ def score_corpus(
         perfect=cost.tp_weight * windows,
         files=files,
     )
+
+
+def _finite(name: str, values: Sequence[float] | Floats) -> Floats:
+    """The anomaly scores of series ``name``, refused if any is NaN or infinite (a threshold
+    cannot be swept over them, and a detection at one means nothing)."""
+    array = np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ScoreShapeError(
+            f"series {name!r}",
+            f"{int(bad.sum())} anomaly scores are not finite (row {first}: {float(array[first])})",
+        )
+    return array
 
 
 def best_threshold(prepared: Iterable[tuple[Floats, Weights]]) -> float:
@@ -330,7 +341,7 @@ def sweep(prepared: Iterable[tuple[Floats, Weights]]) -> tuple[Floats, Floats]:
     n = len(values)
     while i < n:
         j = i
-        while j < n and values[j] == values[i]:
+        while True:  # every row scoring values[i] (at least row i: a NaN equals nothing)
             row_window = window[j]
             if row_window == -1:
                 current += weight[j]
@@ -338,6 +349,8 @@ def sweep(prepared: Iterable[tuple[Floats, Weights]]) -> tuple[Floats, Floats]:
                 current += weight[j] - window_best[row_window]
                 window_best[row_window] = weight[j]
             j += 1
+            if j == n or values[j] != values[i]:
+                break
         thresholds.append(float(values[i]))
         raws.append(current)
         i = j
