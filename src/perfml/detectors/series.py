@@ -128,10 +128,13 @@ class SeriesStates:
             self.entities.append(entity)
         if isinstance(self.bank, dict):
             prior = self.prior.bank  # type: ignore[attr-defined]
-            self.bank = {  # a copy: a memory-mapped bank stays as the file has it
-                name: np.concatenate([np.asarray(array), np.repeat(prior[name], len(fresh), 0)])
-                for name, array in self.bank.items()
-            }
+            grown = {}
+            for name, array in self.bank.items():  # new arrays: a mapped bank stays as it is
+                held = len(array)
+                grown[name] = np.empty((held + len(fresh), *array.shape[1:]), array.dtype)
+                grown[name][:held] = array
+                grown[name][held:] = prior[name]  # the prior's row, broadcast
+            self.bank = grown
         else:
             self.bank.extend(self.prior.copy() for _ in fresh)
 

@@ -88,6 +88,8 @@ GRID_MARGIN = 0.1
 RENORMALISE = 1e-4
 """Stored counts are rescaled when their lazy decay factor falls below this."""
 NOVEL_BELOW = 0.5
+PRIOR_CHUNK = 20_000
+"""Series merged at a time into the fleet prior."""
 """A point is new when less remembered mass than this lies within the tolerance of it."""
 
 # The numbers every series keeps once, one column each of ``memory``...
@@ -227,51 +229,60 @@ class StreamingDetector(Detector):
     def prior(self, bank: Bank) -> Bank:
         """One state that summarises every series of ``bank``: the fleet prior a series never
         seen starts from. Each view's counts are put on one grid (the union of theirs) and
-        averaged; the mixtures' weights are averaged; the alarm levels start at zero."""
+        averaged; the mixtures' weights are averaged; the alarm levels start at zero. The
+        series are read :data:`PRIOR_CHUNK` at a time, so a bank of millions merges in
+        bounded memory."""
         memory = bank["memory"]
-        seen = memory[:, SEEN] > 0
+        seen = np.flatnonzero(memory[:, SEEN] > 0)
         merged = self.new_bank(1)
-        if not seen.any():
+        if not len(seen):
             return merged
-        memory = memory[seen]
         into = merged["memory"][0]
-        latest = memory[:, RECENT_AT].max()
+        latest = memory[seen, RECENT_AT].max()
         tau = self.params.recent_hours * HOUR_MS
-        # What each kind of stored count is divided by (or relative to), per series.
-        stored = {
-            "counts": memory[:, SCALE],
-            "phase": memory[:, PHASE_SCALE],
-            "recent": np.exp(-(latest - memory[:, RECENT_AT]) / tau),
-        }
         for view in VIEWS:
             c = view.column
-            has = memory[:, c(GRID_HI)] > memory[:, c(GRID_LO)]  # the view has learnt
-            if not has.any():
+            has = seen[memory[seen, c(GRID_HI)] > memory[seen, c(GRID_LO)]]  # the view learnt
+            if not len(has):
                 continue
+            lo, hi = memory[has, c(GRID_LO)].min(), memory[has, c(GRID_HI)].max()
+            sums = {name: np.zeros(merged[name].shape[1:]) for name in _histograms(view)}
+            totals = np.zeros(view.phases)
+            for part in np.array_split(has, max(1, len(has) // PRIOR_CHUNK)):
+                own = memory[part]
+                # What each kind of stored count is divided by (or relative to), per series.
+                stored = {
+                    "counts": own[:, SCALE],
+                    "phase": own[:, PHASE_SCALE],
+                    "recent": np.exp(-(latest - own[:, RECENT_AT]) / tau),
+                }
+                low, high = own[:, c(GRID_LO)], own[:, c(GRID_HI)]
+                for name in _histograms(view):
+                    factor = stored[name.rsplit("_", 1)[1]]
+                    moved = rebin(bank[name][part], low, high, np.full_like(low, lo),
+                                  np.full_like(high, hi)).astype(np.float64)  # fmt: skip
+                    sums[name] += (moved * factor.reshape(-1, *[1] * (moved.ndim - 1))).sum(0)
+                totals += (bank[f"{view.name}_phase_total"][part] * stored["phase"][:, None]).sum(0)
+            for name, total in sums.items():
+                merged[name][0] = (total / len(has)).astype(merged[name].dtype)
+            merged[f"{view.name}_phase_total"][0] = totals / len(has)
             own = memory[has]
-            lo, hi = own[:, c(GRID_LO)], own[:, c(GRID_HI)]
-            union_lo, union_hi = np.full_like(lo, lo.min()), np.full_like(hi, hi.max())
-            for name in _histograms(view):
-                factor = stored[name.rsplit("_", 1)[1]][has]
-                moved = rebin(bank[name][seen][has], lo, hi, union_lo, union_hi)
-                moved = moved.astype(np.float64) * factor.reshape(-1, *[1] * (moved.ndim - 1))
-                merged[name][0] = moved.mean(axis=0).astype(merged[name].dtype)
-            if f"{view.name}_phase_total" in merged:
-                totals = bank[f"{view.name}_phase_total"][seen][has] * stored["phase"][has, None]
-                merged[f"{view.name}_phase_total"][0] = totals.mean(axis=0)
             into[c(SPAN_LO)], into[c(SPAN_HI)] = own[:, c(SPAN_LO)].min(), own[:, c(SPAN_HI)].max()
-            into[c(GRID_LO)], into[c(GRID_HI)] = lo.min(), hi.max()
+            into[c(GRID_LO)], into[c(GRID_HI)] = lo, hi
             into[c(TOTAL)] = np.mean(own[:, c(TOTAL)] * own[:, SCALE])
             into[c(NOVEL)] = np.mean(own[:, c(NOVEL)] * own[:, SCALE])
             weights = own[:, view.experts].mean(axis=0)
             into[view.experts] = weights / weights.sum()
+        shown = memory[seen]
         into[SCALE] = into[PHASE_SCALE] = 1.0
         into[RECENT_AT] = latest
-        into[RECENT_TOTAL] = np.mean(memory[:, RECENT_TOTAL] * stored["recent"])
-        into[LAST_TS] = memory[:, LAST_TS].max()
+        into[RECENT_TOTAL] = np.mean(
+            shown[:, RECENT_TOTAL] * np.exp(-(latest - shown[:, RECENT_AT]) / tau)
+        )
+        into[LAST_TS] = shown[:, LAST_TS].max()
         into[LAST_VALUE] = np.nan  # a new series' first point has no change
-        into[STEP] = np.median(memory[:, STEP])
-        into[SEEN] = memory[:, SEEN].max()
+        into[STEP] = np.median(shown[:, STEP])
+        into[SEEN] = shown[:, SEEN].max()
         return merged
 
     # -- one series --------------------------------------------------------------------------
