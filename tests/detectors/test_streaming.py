@@ -251,3 +251,24 @@ def test_nab_51_files_scored_as_one_corpus() -> None:
     assert min(categories.values()) >= 59.0
     assert categories["realAWSCloudwatch"] >= 76.0
     assert categories["realTraffic"] >= 88.0
+
+
+def test_the_fleet_prior_is_the_same_merged_at_once_or_a_few_series_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A host never seen starts from the fleet's average state; merging millions of series
+    reads them in chunks, which changes nothing but the memory it takes."""
+    from perfml.detectors import streaming
+    from perfml.detectors.series import fit_series
+
+    hosts = [f"host-{i}" for i in range(7)]
+    frames = [periodic(days=3, seed=i) for i in range(7)]
+    frames = [(ts, values * (1 + i)) for i, (ts, values) in enumerate(frames)]  # own levels
+    whole = fit_series(create("streaming"), hosts, frames).prior.get_state()[1]
+    monkeypatch.setattr(streaming, "PRIOR_CHUNK", 2)
+    chunked = fit_series(create("streaming"), hosts, frames).prior.get_state()[1]
+    for name, array in whole.items():
+        np.testing.assert_allclose(chunked[name].astype(np.float64), array, rtol=1e-6, err_msg=name)
+    memory = whole["memory"][0]
+    assert memory[streaming.LEVEL.column(streaming.GRID_LO)] < 50.0 - 10.0  # host-0's trough
+    assert memory[streaming.LEVEL.column(streaming.GRID_HI)] > 7 * (50.0 + 10.0)  # host-6's peak
