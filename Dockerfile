@@ -19,6 +19,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HOME=/tmp \
+    NUMBA_CACHE_DIR=/tmp/numba \
     PERFML_CONFIG=/etc/perfml/perfml.yaml
 
 WORKDIR /opt/perfml
@@ -26,6 +27,11 @@ COPY constraints.txt pyproject.toml README.md ./
 COPY src ./src
 RUN pip install --no-cache-dir -c constraints.txt ".[postgres,oci,kubeflow]" \
     && rm -rf /opt/perfml/src /opt/perfml/build
+
+# The default detector's compiled kernel, built once here (a process loads it in a second
+# instead of compiling it); the cache stays writable for a CPU the image was not built on.
+RUN python -c "from perfml.detectors import create; create('streaming').update(0, 1.0)" \
+    && chmod -R a+rwX /tmp/numba
 
 # A numeric non-root user, so that Kubernetes' runAsNonRoot can check it.
 RUN groupadd --system --gid 10001 perfml \
