@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -216,7 +215,9 @@ def test_bad_arguments_are_refused(store: MemorySeries) -> None:
         store.add("g", {"i": "a"}, 0, 1.0)
 
 
-def test_a_round_of_rules_over_ten_thousand_series_is_fast() -> None:
+def test_a_round_of_rules_over_ten_thousand_series_is_right() -> None:
+    """Every pod's counter grows by one a second. (How fast a round is, is measured by
+    benchmarks/monitoring.py, not asserted here.)"""
     data = MemorySeries()
     ts = np.arange(0, 20 * MIN, 15_000)
     for i in range(5_000):
@@ -231,7 +232,8 @@ def test_a_round_of_rules_over_ten_thousand_series_is_fast() -> None:
         '/ on (pod) kube_pod_status_phase{phase="Running"} > 2',
         "max(increase(container_cpu_usage_seconds_total[10m])) > 0",
     ]
-    start = time.perf_counter()
-    for rule in rules:
-        evaluate(rule, 19 * MIN, data)
-    assert time.perf_counter() - start < 1.0
+    fleet, pending, busy, grown = (evaluate(rule, 19 * MIN, data) for rule in rules)
+    assert _one(fleet) == pytest.approx(5_000.0)
+    assert pending == []
+    assert busy == []
+    assert _one(grown) == pytest.approx(600.0)

@@ -23,8 +23,8 @@ one object per series, scored one by one — the same answers, more slowly.
 >>> both = np.repeat(rows, 400), np.tile(ts, 2)
 >>> values = np.concatenate([50 + np.sin(np.arange(400) / 9), 10 + np.cos(np.arange(400) / 7)])
 >>> _ = states.step(both[0], both[1], values)
->>> unusual = states.score(rows, np.full(2, ts[-1] + 300_000), np.array([50.2, 50.2]))
->>> bool(unusual[1] > unusual[0])               # 50.2 is normal for web-1, not for web-2
+>>> unusual = states.score(rows, np.full(2, ts[-1] + 300_000), np.array([50.3, 50.3]))
+>>> bool(unusual[1] > 5 * unusual[0])           # 50.3 is normal for web-1, not for web-2
 True
 """
 
