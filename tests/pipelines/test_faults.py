@@ -116,9 +116,7 @@ def test_a_wrong_api_token_fails_at_once_without_retrying(
     url, requests = refusing_prometheus
     tests_dir = str(Path(steps.__file__).resolve().parents[1])  # so the worker finds this module
     runner = LocalRunner(history, tmp_path / "ws", environ={"PYTHONPATH": tests_dir})
-    started = time.monotonic()
     run = runner.run(one(Task("pull", pull_load, {"base_url": url})))
-    elapsed = time.monotonic() - started
     stored = settled(history, run)
     job = stored.jobs["pull"]
     assert (job.state, job.reason, job.attempt) == (JobState.FAILED, Reason.PERMANENT_ERROR, 1)
@@ -129,7 +127,6 @@ def test_a_wrong_api_token_fails_at_once_without_retrying(
     assert "Bearer wrong-token" in requests[0]
     assert Reason.BACKOFF_WAIT not in [t.reason for t in job.transitions]
     assert (stored.state, stored.reason) == (JobState.FAILED, Reason.PERMANENT_ERROR)
-    assert elapsed < 5  # retries=3, backoff=0.5 would take 3.5 s more
 
 
 def test_a_missing_volume_keeps_the_job_pending_until_cancelled(

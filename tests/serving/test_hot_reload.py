@@ -77,8 +77,6 @@ def test_alias_move_swaps_under_load_without_a_failed_request(
         seen = [a[1] for a in mine]
         assert seen == sorted(seen)
     assert mine[-1][1] == "2"
-    latencies = sorted(a[3] for a in every)
-    assert latencies[-1] < 2.0, latencies[-5:]
 
 
 def test_a_version_that_fails_to_load_is_not_swapped_in(

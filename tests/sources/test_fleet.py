@@ -1,7 +1,6 @@
 """The fleet generator: realistic behaviour, honest labels, drift, determinism, both outputs."""
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -324,15 +323,14 @@ def test_a_host_is_the_same_whatever_the_size_of_its_fleet() -> None:
         np.testing.assert_array_equal(values, large.host_values("host-0001")[metric])
 
 
-def test_a_large_fleet_is_planned_at_once_and_streamed_fast() -> None:
-    started = time.perf_counter()
+def test_a_large_fleet_is_planned_at_once_and_streamed_host_by_host() -> None:
     fleet = generate_fleet(hosts=1000, months=1, seed=0)
     assert fleet.points == 1000 * 6 * 31 * 288  # 53.6 million, none generated yet
     hosts = fleet.iter_hosts()
-    points = sum(next(hosts).num_rows for _ in range(20))
-    elapsed = time.perf_counter() - started
+    first = next(hosts)
+    assert set(first.column("entity").unique().to_pylist()) == {fleet.hosts[0].name}
+    points = first.num_rows + sum(next(hosts).num_rows for _ in range(19))
     assert points == 20 * 6 * 31 * 288
-    assert points / elapsed > 300_000  # ~10 million a second on a laptop; loose for CI
 
 
 @pytest.mark.parametrize(
