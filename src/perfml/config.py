@@ -80,8 +80,66 @@ class PrometheusSettings(_Strict):
     _check_step = field_validator("step", "timeout")(_duration)
 
 
+class PullSettings(_Strict):
+    """One scheduled pull of ``perfml up``: a PromQL query stored as ``metric``, one series per
+    value of ``sources.prometheus.entity_label``."""
+
+    metric: str = Field(pattern=r"^[A-Za-z_:][A-Za-z0-9_:.-]*$")
+    query: str = Field(min_length=1)
+
+
+class RemoteWriteSettings(_Strict):
+    """The Prometheus remote-write receiver (``POST /api/v1/write``) of ``perfml receive`` and,
+    when ``enabled``, of ``perfml up``."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(9201, ge=1, le=65535)
+    keep: tuple[str, ...] = Field(
+        (), description="series selectors kept, e.g. 'node_load1' or 'cpu{job=\"node\"}'; none: all"
+    )
+    entity_label: str = Field("instance", description="the label whose value is the entity")
+    max_pending_samples: int = Field(
+        2_000_000, ge=1_000, description="acknowledged samples not yet in the store, at most"
+    )
+    flush_interval: str = Field("2s", description="how often acknowledged samples are stored")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+
+    _check_flush = field_validator("flush_interval")(_duration)
+
+
 class SourcesSettings(_Strict):
     prometheus: PrometheusSettings = PrometheusSettings()
+    queries: tuple[PullSettings, ...] = Field(
+        (), description="pulled every pull_interval by perfml up, from the last point stored"
+    )
+    pull_interval: str = "1m"
+    remote_write: RemoteWriteSettings = RemoteWriteSettings()
+
+    _check_pull = field_validator("pull_interval")(_duration)
+
+
+class LiveSettings(_Strict):
+    """How ``perfml up`` scores the fleet as it arrives (:mod:`perfml.anomalies`)."""
+
+    enabled: bool = True
+    models: tuple[str, ...] = Field(
+        (), description="references scored live, e.g. cpu@production; default: serving.models"
+    )
+    checkpoint_interval: str = Field("1m", description="how often the series' states are saved")
+    flush_interval: str = Field("5s", description="how often new scores are stored")
+    incident_gap: str = Field("30m", description="anomalous points this close are one incident")
+    fleet_fraction: float = Field(
+        0.2, gt=0, le=1, description="share of entities anomalous at once that is a fleet incident"
+    )
+    fleet_min_entities: int = Field(3, ge=2)
+    max_exported_series: int = Field(
+        10_000, ge=0, description="beyond this, /metrics has only the series over the threshold"
+    )
+
+    _check_intervals = field_validator("checkpoint_interval", "flush_interval", "incident_gap")(
+        _duration
+    )
 
 
 class ThresholdSettings(_Strict):
@@ -360,10 +418,21 @@ class Settings(_Strict):
     demo: DemoSettings = DemoSettings()
     controller: ControllerSettings = ControllerSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    live: LiveSettings = LiveSettings()
 
     @property
     def store_path(self) -> Path:
         return self.featurestore.path or self.workspace / "store"
+
+    @property
+    def telemetry_path(self) -> Path:
+        """perfml's own recorded metrics, apart from the fleet's points."""
+        return self.workspace / "telemetry"
+
+    @property
+    def anomalies_path(self) -> Path:
+        """Every score of the live loop and of batch scoring, and the live states' checkpoints."""
+        return self.workspace / "anomalies"
 
     @property
     def metadata_path(self) -> Path:
