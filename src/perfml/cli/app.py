@@ -25,6 +25,7 @@ from perfml.cli import (
     models,
     monitor,
     pipeline,
+    receive,
     report,
     runs,
     serve,
@@ -63,6 +64,7 @@ app.command("train")(train.train)
 app.command("up")(up.up)
 app.command("monitor")(monitor.monitor)
 app.command("report")(report.report)
+app.command("receive")(receive.receive)
 
 
 def _version(value: bool) -> None:
