@@ -138,10 +138,15 @@ def test_alertmanager_yml_routes_groups_receives_and_inhibits(tmp_path, monkeypa
     assert route["routes"] == [
         {
             "receiver": "perfml",
+            "group_by": ["alertname", "entity"],  # a host's anomalous metrics in one message
+            "matchers": ['alertname="AnomalyDetected"'],
+        },
+        {
+            "receiver": "perfml",
             "group_wait": "10s",
             "repeat_interval": "1h",
             "matchers": ['severity="critical"'],
-        }
+        },
     ]
     (receiver,) = config["receivers"]
     assert receiver["webhook_configs"] == [
@@ -159,11 +164,16 @@ def test_alertmanager_yml_routes_groups_receives_and_inhibits(tmp_path, monkeypa
             "send_resolved": False,
         }
     ]
-    (inhibit,) = config["inhibit_rules"]
+    inhibit, storm = config["inhibit_rules"]
     assert inhibit["source_matchers"] == ['severity="critical"']
     assert inhibit["target_matchers"] == ['severity="warning"']
     assert {"namespace", "pod", "job_name", "deployment_name"} <= set(inhibit["equal"])
     assert "alertname" not in inhibit["equal"]  # JobRetriesExhausted silences JobFailed
+    assert storm == {  # a fleet-wide storm pages once, not once per host of the model
+        "source_matchers": ['alertname="FleetAnomalyStorm"'],
+        "target_matchers": ['alertname="AnomalyDetected"'],
+        "equal": ["model"],
+    }
     for path in tmp_path.iterdir():
         assert "s3cret-value" not in path.read_text()
 

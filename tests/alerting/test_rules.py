@@ -46,6 +46,16 @@ SHIPPED = {
     "ModelLoadFailed": "increase(perfml_model_load_failures_total[10m]) > 0",
     "FeatureDriftHigh": 'max by (feature) (perfml_feature_drift{method="kl"}) > 0.1',
     "ModelQualityDegraded": 'perfml_model_quality{metric="f1"} < 0.5',
+    "AnomalyDetected": "max by (entity, metric, model) (perfml_anomaly_score >= on (model) "
+    "group_left max by (model) (perfml_anomaly_threshold)) * on (model) group_left (threshold) "
+    'count_values by (model) ("threshold", max by (model) (perfml_anomaly_threshold))',
+    "FleetAnomalyStorm": "(count by (model) (count by (model, entity) (perfml_anomaly_score >= "
+    "on (model) group_left max by (model) (perfml_anomaly_threshold))) / on (model) sum by "
+    "(model) (perfml_fleet_entities) >= 0.2 and on (model) count by (model) (count by (model, "
+    "entity) (perfml_anomaly_score >= on (model) group_left max by (model) "
+    "(perfml_anomaly_threshold))) >= 3) * on (model) group_left (anomalous) count_values by "
+    '(model) ("anomalous", count by (model) (count by (model, entity) (perfml_anomaly_score >= '
+    "on (model) group_left max by (model) (perfml_anomaly_threshold))))",
 }
 FOR = {
     "JobPendingTooLong": "1h",
@@ -75,7 +85,9 @@ def test_one_shipped_rule_per_kind_with_its_promql_and_for():
         assert rule.to_prometheus()["for"] == FOR.get(rule.name, "0s"), rule.name
         assert rule.severity in {"info", "warning", "critical"}
         assert rule.labels["team"] == "perfml"
-        assert set(rule.annotations) == {"summary", "description", "runbook_url"}
+        assert set(rule.annotations) == {
+            "summary", "description", "runbook_url", *rule.kind.more_annotations
+        }  # fmt: skip
 
 
 def test_to_prometheus_is_one_alerting_rule_with_prometheus_durations():
@@ -250,7 +262,7 @@ def test_team_and_runbooks_apply_to_every_rule(tmp_path):
         ("  rules:\n    - name: Typo\n      params: {threshold: 1h}\n", UnknownRuleError,
          "monitoring.rules[0].name = 'Typo': no such rule; to add one, give its kind too"),
         ("  rules:\n    - name: Mine\n      kind: JobStuck\n", UnknownRuleKindError,
-         "monitoring.rules[0].kind: unknown rule kind 'JobStuck' (known: ClusterOverloaded, "),
+         "monitoring.rules[0].kind: unknown rule kind 'JobStuck' (known: AnomalyDetected, "),
         ("  rules:\n    - {name: Mine, kind: JobFailed}\n    - {name: Mine, kind: JobFailed}\n",
          DuplicateRuleError,
          "monitoring.rules[1].name = 'Mine': rule Mine is already given at monitoring.rules[0]"),

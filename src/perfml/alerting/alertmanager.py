@@ -11,25 +11,39 @@
   ``email_configs`` entry for SMTP. The mail password is never written into the file: it is
   ``auth_password_file``, the configured file, or ``<secrets_dir>/<password_env>`` (the
   Kubernetes way: the Secret holding the variable mounted as files);
+- a sub-route per rule whose kind groups its notifications its own way
+  (:attr:`~perfml.alerting.rules.RuleKind.group_by`): ``AnomalyDetected`` by entity, so a host
+  with three anomalous metrics is one notification listing them;
 - **inhibition**: a critical alert silences the warnings about the same target — the same
   values of :data:`TARGET_LABELS` (a pod, a job, a deployment's predictor, a model version, a
   feature). The alert name is not among them, so ``JobRetriesExhausted`` silences
-  ``JobFailed`` for its job.
+  ``JobFailed`` for its job. And a rule whose kind inhibits others
+  (:attr:`~perfml.alerting.rules.RuleKind.inhibits`) silences their rules' alerts with the same
+  values of its ``inhibit_equal``: ``FleetAnomalyStorm`` the ``AnomalyDetected`` alerts of its
+  model.
+
+The embedded dispatcher routes and inhibits by this same configuration
+(:func:`perfml.alerting.dispatch.routing_from_config`).
 
 The JSON-lines notification log (``notifications.log``) is perfml's own; Alertmanager has none.
 
 >>> from perfml.config import MonitoringSettings
 >>> config = alertmanager_config(MonitoringSettings()).to_dict()
->>> config["route"]["routes"][0]["matchers"], config["receivers"]
-(['severity="critical"'], [{'name': 'perfml'}])
+>>> [route["matchers"] for route in config["route"]["routes"]], config["receivers"]
+([['alertname="AnomalyDetected"'], ['severity="critical"']], [{'name': 'perfml'}])
+>>> storm = config["inhibit_rules"][1]
+>>> storm["source_matchers"], storm["target_matchers"], storm["equal"]
+(['alertname="FleetAnomalyStorm"'], ['alertname="AnomalyDetected"'], ['model'])
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from perfml.alerting.rules import Rule, rules_from_settings
 from perfml.config import MonitoringSettings, SmtpSettings
 
 RECEIVER = "perfml"
@@ -123,8 +137,45 @@ def email_config(smtp: SmtpSettings, secrets_dir: str) -> EmailConfig:
     )
 
 
-def alertmanager_config(monitoring: MonitoringSettings) -> AlertmanagerConfig:
-    """The Alertmanager configuration of ``monitoring`` (see the module's doc)."""
+def _alertname(rules: Sequence[Rule]) -> str:
+    names = sorted(rule.name for rule in rules)
+    return f'alertname="{names[0]}"' if len(names) == 1 else f'alertname=~"{"|".join(names)}"'
+
+
+def rule_routes(rules: Sequence[Rule]) -> list[Route]:
+    """A sub-route for each enabled rule whose kind groups its notifications its own way; its
+    timing is the root route's."""
+    return [
+        Route(receiver=RECEIVER, group_by=list(rule.kind.group_by), matchers=[_alertname([rule])])
+        for rule in rules
+        if rule.enabled and rule.kind.group_by
+    ]
+
+
+def rule_inhibitions(rules: Sequence[Rule]) -> list[InhibitRule]:
+    """For each enabled rule whose kind inhibits others, an inhibition of the enabled rules of
+    those kinds (none if there are none)."""
+    enabled = [rule for rule in rules if rule.enabled]
+    found = []
+    for source in enabled:
+        targets = [rule for rule in enabled if rule.kind.name in source.kind.inhibits]
+        if targets:
+            found.append(
+                InhibitRule(
+                    source_matchers=[_alertname([source])],
+                    target_matchers=[_alertname(targets)],
+                    equal=list(source.kind.inhibit_equal),
+                )
+            )
+    return found
+
+
+def alertmanager_config(
+    monitoring: MonitoringSettings, rules: Sequence[Rule] | None = None
+) -> AlertmanagerConfig:
+    """The Alertmanager configuration of ``monitoring`` and its ``rules`` (default: those
+    :func:`~perfml.alerting.rules.rules_from_settings` gives), see the module's doc."""
+    chosen = rules_from_settings(monitoring) if rules is None else rules
     notify = monitoring.notifications
     webhooks = [WebhookConfig(url=w.url, send_resolved=w.send_resolved) for w in notify.webhooks]
     emails = [] if notify.smtp is None else [email_config(notify.smtp, monitoring.secrets_dir)]
@@ -145,7 +196,7 @@ def alertmanager_config(monitoring: MonitoringSettings) -> AlertmanagerConfig:
             group_wait=notify.group_wait,
             group_interval=notify.group_interval,
             repeat_interval=notify.repeat_interval,
-            routes=[critical],
+            routes=[*rule_routes(chosen), critical],
         ),
         receivers=[receiver],
         inhibit_rules=[
@@ -153,6 +204,7 @@ def alertmanager_config(monitoring: MonitoringSettings) -> AlertmanagerConfig:
                 source_matchers=['severity="critical"'],
                 target_matchers=['severity="warning"'],
                 equal=list(TARGET_LABELS),
-            )
+            ),
+            *rule_inhibitions(chosen),
         ],
     )

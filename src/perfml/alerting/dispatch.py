@@ -12,7 +12,13 @@ them, so the embedded mode pages people as often as a cluster does:
   since the last notification of an unchanged firing group; otherwise nothing (the
   **notification log** of what each receiver was last told dedups);
 - resolved alerts leave the group once notified; an empty group is removed;
-- **silenced** alerts are muted: neither sent nor counted.
+- **silenced** alerts are muted: neither sent nor counted;
+- **inhibited** alerts are muted too, as Alertmanager's ``inhibit_rules`` mute them: an alert
+  matching an inhibition's target matchers while an alert matching its source matchers fires
+  with the same values of its ``equal`` labels (:class:`Inhibition`).
+
+:func:`routing_from_config` reads the routes and inhibitions of the Alertmanager configuration
+perfml exports, so the embedded mode routes and inhibits as a cluster's Alertmanager does.
 
 Time is passed in (``at_ms``); nothing sleeps, so behaviour is deterministic and replayable.
 
@@ -29,10 +35,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from perfml.alerting.alertmanager import AlertmanagerConfig
+from perfml.alerting.alertmanager import Route as AlertmanagerRoute
 from perfml.alerting.alerts import Alert, AlertState, format_labels
 from perfml.alerting.errors import AlertingError
 from perfml.alerting.notify import Delivery, Notification, Notifier, NotifyError
-from perfml.config import NotificationSettings
 from perfml.errors import UsageError
 from perfml.timeparse import parse_duration
 
@@ -198,24 +205,80 @@ def _ms(text: str) -> int:
     return round(parse_duration(text, allow_zero=True).total_seconds() * 1000)
 
 
-def routing_from_settings(
-    notifications: NotificationSettings,
-) -> tuple[GroupingOptions, tuple[Route, ...]]:
-    """The root options and the ``severity="critical"`` sub-route of
-    ``monitoring.notifications``, as ``perfml export prometheus`` writes them for Alertmanager."""
-    root = GroupingOptions(
-        group_by=tuple(notifications.group_by),
-        group_wait_ms=_ms(notifications.group_wait),
-        group_interval_ms=_ms(notifications.group_interval),
-        repeat_interval_ms=_ms(notifications.repeat_interval),
+@dataclass(frozen=True)
+class Inhibition:
+    """Alertmanager's inhibit rule: an alert matching every ``target`` matcher is not notified
+    while an alert matching every ``source`` matcher fires with the same values of the
+    ``equal`` labels (a label missing from both is equal). As in Alertmanager, an alert that
+    matches both sides is not inhibited by a source that matches both too, so a rule never
+    inhibits an alert by itself.
+
+    >>> storm = Inhibition.parse(['alertname="Storm"'], ['alertname="Host"'], ["model"])
+    >>> host = {"alertname": "Host", "model": "cpu", "entity": "host-1"}
+    >>> storm.mutes(host, [{"alertname": "Storm", "model": "cpu"}])
+    True
+    >>> storm.mutes(host, [{"alertname": "Storm", "model": "disk"}])
+    False
+    """
+
+    source: tuple[LabelMatcher, ...]
+    target: tuple[LabelMatcher, ...]
+    equal: tuple[str, ...]
+
+    @classmethod
+    def parse(
+        cls, source: Sequence[str], target: Sequence[str], equal: Sequence[str]
+    ) -> Inhibition:
+        return cls(
+            tuple(LabelMatcher.parse(m) for m in source),
+            tuple(LabelMatcher.parse(m) for m in target),
+            tuple(equal),
+        )
+
+    def mutes(self, labels: Mapping[str, str], firing: Iterable[Mapping[str, str]]) -> bool:
+        """Whether an alert with ``labels`` is muted while the alerts ``firing`` fire."""
+        if not all(m.matches(labels) for m in self.target):
+            return False
+        both_sides = all(m.matches(labels) for m in self.source)
+        for source in firing:
+            if not all(m.matches(source) for m in self.source):
+                continue
+            if both_sides and all(m.matches(source) for m in self.target):
+                continue
+            if all(source.get(name, "") == labels.get(name, "") for name in self.equal):
+                return True
+        return False
+
+
+def _options(route: AlertmanagerRoute, parent: GroupingOptions) -> GroupingOptions:
+    """``route``'s timing and grouping, what it does not set taken from ``parent``."""
+
+    def ms(text: str | None, inherited: int) -> int:
+        return _ms(text) if text else inherited
+
+    return GroupingOptions(
+        group_by=tuple(route.group_by) if route.group_by else parent.group_by,
+        group_wait_ms=ms(route.group_wait, parent.group_wait_ms),
+        group_interval_ms=ms(route.group_interval, parent.group_interval_ms),
+        repeat_interval_ms=ms(route.repeat_interval, parent.repeat_interval_ms),
     )
-    critical = GroupingOptions(
-        group_by=root.group_by,
-        group_wait_ms=_ms(notifications.critical_group_wait),
-        group_interval_ms=root.group_interval_ms,
-        repeat_interval_ms=_ms(notifications.critical_repeat_interval),
+
+
+def routing_from_config(
+    config: AlertmanagerConfig,
+) -> tuple[GroupingOptions, tuple[Route, ...], tuple[Inhibition, ...]]:
+    """The root options, the sub-routes (each inheriting what it does not set from the root,
+    as Alertmanager's do) and the inhibitions of an Alertmanager configuration."""
+    root = _options(config.route, GroupingOptions())
+    routes = tuple(
+        Route(tuple(LabelMatcher.parse(m) for m in sub.matchers or ()), _options(sub, root))
+        for sub in config.route.routes or ()
     )
-    return root, (Route((LabelMatcher("severity", "=", "critical"),), critical),)
+    inhibitions = tuple(
+        Inhibition.parse(rule.source_matchers, rule.target_matchers, rule.equal)
+        for rule in config.inhibit_rules
+    )
+    return root, routes, inhibitions
 
 
 @dataclass
@@ -259,10 +322,12 @@ class Dispatcher:
         external_url: str = "",
         generator_urls: Mapping[str, str] | None = None,
         routes: Sequence[Route] = (),
+        inhibitions: Sequence[Inhibition] = (),
     ) -> None:
         self.notifiers = list(notifiers)
         self.options = options or GroupingOptions()
         self.routes = tuple(routes)
+        self.inhibitions = tuple(inhibitions)
         self.receiver = receiver
         self.external_url = external_url
         self.generator_urls = dict(generator_urls or {})
@@ -303,11 +368,17 @@ class Dispatcher:
 
     def flush_due(self, at_ms: int, silences: Sequence[Silence] = ()) -> list[Delivery]:
         deliveries: list[Delivery] = []
+        inhibiting = [  # every firing alert may inhibit others, even a silenced one
+            alert.labels
+            for group in self._groups.values()
+            for alert in group.alerts.values()
+            if alert.state is AlertState.FIRING
+        ]
         for key in sorted(self._groups):
             group = self._groups[key]
             if group.next_flush_ms > at_ms:
                 continue
-            sent, ok = self._flush(group, at_ms, silences)
+            sent, ok = self._flush(group, at_ms, silences, inhibiting)
             deliveries.extend(sent)
             group.has_flushed = True
             group.next_flush_ms = at_ms + group.options.group_interval_ms
@@ -318,11 +389,26 @@ class Dispatcher:
                 del self._groups[key]
         return deliveries
 
+    def _muted(
+        self,
+        alert: Alert,
+        at_ms: int,
+        silences: Sequence[Silence],
+        firing: Sequence[Mapping[str, str]],
+    ) -> bool:
+        return any(s.mutes(alert.labels, at_ms) for s in silences) or any(
+            i.mutes(alert.labels, firing) for i in self.inhibitions
+        )
+
     def _flush(
-        self, group: _Group, at_ms: int, silences: Sequence[Silence]
+        self,
+        group: _Group,
+        at_ms: int,
+        silences: Sequence[Silence],
+        inhibiting: Sequence[Mapping[str, str]] = (),
     ) -> tuple[list[Delivery], bool]:
         alerts = [
-            a for a in group.alerts.values() if not any(s.mutes(a.labels, at_ms) for s in silences)
+            a for a in group.alerts.values() if not self._muted(a, at_ms, silences, inhibiting)
         ]
         if not alerts:
             return [], True

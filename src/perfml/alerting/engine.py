@@ -38,8 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from perfml.alerting.alertmanager import alertmanager_config
 from perfml.alerting.alerts import NOTIFIED, Alert, AlertRule, AlertTracker
-from perfml.alerting.dispatch import Dispatcher, Silence, routing_from_settings
+from perfml.alerting.dispatch import Dispatcher, Silence, routing_from_config
 from perfml.alerting.errors import AlertingError
 from perfml.alerting.notify import generator_url, notifiers_from_settings
 from perfml.alerting.store import AlertStore
@@ -210,15 +211,18 @@ def build_engine(
     """The engine ``monitoring:`` describes over ``source``: its rules
     (:func:`~perfml.alerting.rules.rules_from_settings` unless given), the alerts kept in
     ``store``, and notifications as ``monitoring.notifications`` configures them (the
-    JSON-lines log at ``alerts_log`` unless the settings name one)."""
-    from perfml.alerting.rules import rules_from_settings
+    JSON-lines log at ``alerts_log`` unless the settings name one), routed and inhibited as
+    the exported Alertmanager configuration says."""
+    from perfml.alerting.rules import Rule, rules_from_settings
 
     chosen: Sequence[EngineRule] = rules_from_settings(monitoring) if rules is None else rules
-    options, routes = routing_from_settings(monitoring.notifications)
+    defined = [rule for rule in chosen if isinstance(rule, Rule)]
+    options, routes, inhibitions = routing_from_config(alertmanager_config(monitoring, defined))
     dispatcher = Dispatcher(
         notifiers_from_settings(monitoring.notifications, alerts_log),
         options,
         routes=routes,
+        inhibitions=inhibitions,
         external_url=external_url,
         generator_urls={r.name: generator_url(external_url, r.expr) for r in chosen},
     )

@@ -131,12 +131,18 @@ def _extra_scrape(target: TargetSettings) -> dict[str, Any]:
     return config
 
 
+def _alert_labels(labels: dict[str, str]) -> dict[str, str]:
+    # An empty label is no label: a rule drops a label of its expression by setting it empty.
+    return {name: value for name, value in labels.items() if value != ""}
+
+
 def rule_unit_tests(
     rules: Sequence[Rule], rule_files: Sequence[str] = (RULES_FILE,)
 ) -> dict[str, Any]:
     """A ``promtool test rules`` file: for each enabled rule, one test group per example of
     its kind (:meth:`Rule.examples`), expecting exactly the alerts the example says — with the
-    rule's labels and its annotations expanded as Prometheus expands them — or none."""
+    rule's labels (those it sets empty dropped) and its annotations expanded as Prometheus
+    expands them — or none."""
     tests = []
     for rule in rules:
         if not rule.enabled:
@@ -144,7 +150,7 @@ def rule_unit_tests(
         for example in rule.examples():
             expected = [
                 {
-                    "exp_labels": {**alert.labels, **rule.labels},
+                    "exp_labels": _alert_labels({**alert.labels, **rule.labels}),
                     "exp_annotations": {
                         key: expand(text, alert.labels, alert.value)
                         for key, text in sorted(rule.annotations.items())
@@ -189,7 +195,7 @@ def export_prometheus(
     files = {
         RULES_FILE: rule_groups(chosen, settings.monitoring.evaluation_interval),
         PROMETHEUS_FILE: prometheus_config(settings),
-        ALERTMANAGER_FILE: alertmanager_config(settings.monitoring).to_dict(),
+        ALERTMANAGER_FILE: alertmanager_config(settings.monitoring, chosen).to_dict(),
     }
     if unit_tests:
         files[TESTS_FILE] = rule_unit_tests(chosen)

@@ -20,7 +20,8 @@ Each kind's :meth:`~perfml.alerting.rules.RuleKind.examples` are built from its 
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, ClassVar
 
 from pydantic import Field
 
@@ -500,4 +501,164 @@ class ModelQualityDegraded(RuleKind[QualityParams]):
                     at=at, alerts=(ExampleAlert(labels, low),)),
             Example("quality at the threshold",
                     (ExampleSeries(name, f"{number(params.threshold)}x{span}"),), at=at),
+        )  # fmt: skip
+
+
+# -- the fleet's anomalies ----------------------------------------------------------------------
+#
+# The live scorer exports ``perfml_anomaly_score{metric,entity,model}`` (the latest score of each
+# series), ``perfml_anomaly_threshold{model}`` (a point is anomalous when its score is at or over
+# it) and ``perfml_fleet_entities{model}`` (how many entities the model scores). A large fleet
+# exports only the series near or over the threshold, so the rules count what is over it and
+# never what is missing. At scale N scorers each export their share: the threshold is taken once
+# per model (``max``), the fleet summed, and scrape labels (``job``, ``instance``) dropped, so an
+# alert stays the same alert when its entity moves to another scorer.
+
+_SCORE = "perfml_anomaly_score"
+_THRESHOLD = "max by (model) (perfml_anomaly_threshold)"
+_FLEET = "sum by (model) (perfml_fleet_entities)"
+_OVER = f"{_SCORE} >= on (model) group_left {_THRESHOLD}"
+"""The series at or over their model's threshold."""
+_ANOMALOUS_ENTITIES = f"count by (model) (count by (model, entity) ({_OVER}))"
+"""How many distinct entities of each model have a series at or over the threshold."""
+
+
+def _as_label(label: str, vector: str) -> str:
+    """``vector`` (one value per model) as a label of each model, value 1, for ``group_left``
+    to copy onto an alert whose annotations print it."""
+    return f'count_values by (model) ("{label}", {vector})'
+
+
+def _anomaly_series(
+    span: int, threshold: float, fleet: int, scores: Mapping[str, float]
+) -> tuple[ExampleSeries, ...]:
+    """The threshold and fleet size of model ``cpu`` and the scores of its series, ``scores``
+    being ``{"entity/metric": score}``; the other entities of the fleet export no score."""
+    found = [
+        ExampleSeries(
+            series("perfml_anomaly_threshold", model="cpu"), f"{number(threshold)}x{span}"
+        ),
+        ExampleSeries(series("perfml_fleet_entities", model="cpu"), f"{fleet}x{span}"),
+    ]
+    for key, score in scores.items():
+        entity, metric = key.split("/")
+        name = series(_SCORE, entity=entity, metric=metric, model="cpu")
+        found.append(ExampleSeries(name, f"{number(score)}x{span}"))
+    return tuple(found)
+
+
+@rule_kind("AnomalyDetected")
+class AnomalyDetected(RuleKind[RuleParams]):
+    """An entity is anomalous: a metric of it scores at or over the threshold of the model
+    scoring it. One alert per entity and metric, labelled ``entity``, ``metric`` and ``model``,
+    valued by the score; the notifications are grouped by entity, so a host with three
+    anomalous metrics is one message listing the three.
+
+    ``for`` is ``0s``: the threshold already is the decision (chosen on a labelled window), a
+    point arrives every scrape (5 minutes) and the gauge holds its score until the next one, so
+    waiting would only delay every alert by a point and miss the one-point spikes the detector
+    was calibrated to flag. The threshold is carried for the annotations only (a hidden label),
+    so a version promoted with another threshold does not make new alerts."""
+
+    summary = "{{ $labels.entity }} is anomalous: {{ $labels.metric }}"
+    description = (
+        "{{ $labels.metric }} of {{ $labels.entity }} scores {{ $value }}, at or over the "
+        "threshold {{ $labels.threshold }} of model {{ $labels.model }}."
+    )
+    more_annotations: ClassVar[Mapping[str, str]] = {
+        "score": "{{ $value }}",
+        "threshold": "{{ $labels.threshold }}",
+    }
+    hidden_labels = ("threshold",)
+    group_by = ("alertname", "entity")
+
+    def expr(self, params: RuleParams) -> str:
+        return (
+            f"max by (entity, metric, model) ({_OVER}) "
+            f"* on (model) group_left (threshold) {_as_label('threshold', _THRESHOLD)}"
+        )
+
+    def examples(self, params: RuleParams, for_: float) -> tuple[Example, ...]:
+        span = steps(for_ + 300)
+        at = span * 60.0
+        scores = {"host-1/cpu_util": 0.95, "host-1/mem_util": 0.8, "host-2/cpu_util": 0.5}
+
+        def alert(metric: str, score: float) -> ExampleAlert:
+            labels = {"entity": "host-1", "metric": metric, "model": "cpu", "threshold": "0.8"}
+            return ExampleAlert(labels, score)
+
+        return (
+            Example("metrics of a host at and over the threshold",
+                    _anomaly_series(span, 0.8, 10, scores), at=at,
+                    alerts=(alert("cpu_util", 0.95), alert("mem_util", 0.8))),
+            Example("every score under the threshold",
+                    _anomaly_series(span, 0.96, 10, scores), at=at),
+            Example("no score exported", _anomaly_series(span, 0.8, 10, {}), at=at),
+        )  # fmt: skip
+
+
+class StormParams(RuleParams):
+    min_entities: int = Field(3, ge=1, description="the fewest anomalous entities of a storm")
+    fraction: float = Field(
+        0.2, gt=0, le=1, description="the smallest share of the fleet anomalous in a storm"
+    )
+
+
+@rule_kind("FleetAnomalyStorm")
+class FleetAnomalyStorm(RuleKind[StormParams]):
+    """Many entities are anomalous at once, a fleet-wide event: at least ``min_entities``
+    distinct entities of a model score at or over its threshold, and they are at least
+    ``fraction`` of the entities it scores (``perfml_fleet_entities``). One alert per model,
+    valued by that share; while it fires, the model's ``AnomalyDetected`` alerts are not
+    notified, so the event pages once, not once per host. Its ``for`` is ``AnomalyDetected``'s
+    (``0s``): a storm that waited would let every host page before it."""
+
+    Params = StormParams
+    severity = "critical"
+    summary = "Anomaly storm on model {{ $labels.model }}"
+    description = (
+        "{{ $labels.anomalous }} entities scored by model {{ $labels.model }}, "
+        "{{ $value | humanizePercentage }} of its fleet, are anomalous at once."
+    )
+    more_annotations: ClassVar[Mapping[str, str]] = {
+        "entities": "{{ $labels.anomalous }}",
+        "fraction": "{{ $value }}",
+    }
+    hidden_labels = ("anomalous",)
+    inhibits = ("AnomalyDetected",)
+    inhibit_equal = ("model",)
+
+    def expr(self, params: StormParams) -> str:
+        share = f"{_ANOMALOUS_ENTITIES} / on (model) {_FLEET}"
+        return (
+            f"({share} >= {number(params.fraction)} "
+            f"and on (model) {_ANOMALOUS_ENTITIES} >= {params.min_entities}) "
+            f"* on (model) group_left (anomalous) {_as_label('anomalous', _ANOMALOUS_ENTITIES)}"
+        )
+
+    def examples(self, params: StormParams, for_: float) -> tuple[Example, ...]:
+        span = steps(for_ + 300)
+        at = span * 60.0
+
+        def anomalous(count: int, fleet: int) -> tuple[ExampleSeries, ...]:
+            # Two metrics of each anomalous host, one of them under the threshold, and a host
+            # under it; the rest of the fleet exports nothing.
+            scores = {f"host-{i}/cpu_util": 0.9 for i in range(count)}
+            scores.update({f"host-{i}/mem_util": 0.2 for i in range(count)})
+            scores["host-quiet/cpu_util"] = 0.3
+            return _anomaly_series(span, 0.8, fleet, scores)
+
+        fleet = max(10, 2 * params.min_entities)
+        count = fleet // 2 if params.fraction <= 0.5 else fleet
+        few = params.min_entities - 1
+        few_of = max(few, 1, int(few / params.fraction))  # a share large enough
+        big_fleet = int(params.min_entities / params.fraction) + 1  # a share too small
+        storm = ExampleAlert({"model": "cpu", "anomalous": str(count)}, count / fleet)
+        return (
+            Example(f"{count} of {fleet} entities anomalous", anomalous(count, fleet), at=at,
+                    alerts=(storm,)),
+            Example(f"{few} of {few_of} entities anomalous: too few", anomalous(few, few_of),
+                    at=at),
+            Example(f"{params.min_entities} of {big_fleet} entities anomalous: too small a share",
+                    anomalous(params.min_entities, big_fleet), at=at),
         )  # fmt: skip

@@ -218,6 +218,19 @@ class RuleKind(Generic[P]):
     keep_firing_for: ClassVar[float] = 0.0
     summary: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    more_annotations: ClassVar[Mapping[str, str]] = {}
+    """Annotations of the shipped rule besides the summary, the description and the runbook."""
+    hidden_labels: ClassVar[tuple[str, ...]] = ()
+    """Labels of the expression's result that only the annotations read: the rule sets them
+    empty, which drops a label from the alert (in Prometheus as in perfml), so a value carried
+    for the reader (a threshold) never makes a new alert when it changes."""
+    group_by: ClassVar[tuple[str, ...]] = ()
+    """How notifications of its alerts are grouped, when not as ``monitoring.notifications``
+    says: the rule gets a route of its own (:mod:`perfml.alerting.alertmanager`)."""
+    inhibits: ClassVar[tuple[str, ...]] = ()
+    """Kinds whose alerts are not notified while an alert of this kind fires with the same
+    values of :attr:`inhibit_equal`: one page for an event, not one per thing it touches."""
+    inhibit_equal: ClassVar[tuple[str, ...]] = ()
 
     def expr(self, params: P) -> str:
         """The PromQL of a rule of this kind with ``params``."""
@@ -386,7 +399,8 @@ class Rule:
     ) -> Rule:
         """A rule of ``kind`` (or the kind called ``kind_name`` in ``kinds``; default: the
         name's) with the kind's defaults for what is not given: severity, ``team``, ``for``,
-        ``keep_firing_for``, the summary, the description and a runbook in ``runbooks``."""
+        ``keep_firing_for``, the summary, the description (and the kind's other annotations),
+        a runbook in ``runbooks``, and the kind's hidden labels set empty."""
         if kind is None:
             kind = (kinds or builtin_kinds()).get(kind_name or name, where)
         if isinstance(params, RuleParams):
@@ -402,11 +416,17 @@ class Rule:
                 keep_firing_for=kind.keep_firing_for
                 if keep_firing_for is None
                 else keep_firing_for,
-                labels={"severity": kind.severity, "team": team, **(labels or {})},
+                labels={
+                    "severity": kind.severity,
+                    "team": team,
+                    **dict.fromkeys(kind.hidden_labels, ""),
+                    **(labels or {}),
+                },
                 annotations={
                     "summary": kind.summary,
                     "description": kind.description,
                     "runbook_url": f"{runbooks}#{kind.name.lower()}",
+                    **kind.more_annotations,
                     **(annotations or {}),
                 },
                 enabled=enabled,
