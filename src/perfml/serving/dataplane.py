@@ -44,6 +44,7 @@ from perfml.serving.types import (
     MetadataTensor,
     RequestInput,
     ResponseOutput,
+    Tensor,
 )
 from perfml.timeparse import parse_instant, to_epoch_ms
 
@@ -300,9 +301,11 @@ def _entities(tensor: RequestInput, rows: int) -> list[str]:
     return names
 
 
-def _flat(tensor: RequestInput) -> list[Any]:
-    """The tensor's data, flattened row-major and checked against its shape ``[n]``/``[n, 1]``."""
-    data = list(_flatten(tensor.data))
+def _flat(tensor: RequestInput) -> list[Any] | Tensor:
+    """The tensor's data, flattened row-major and checked against its shape ``[n]``/``[n, 1]``:
+    its binary data as read (a numpy array, or BYTES elements), else ``data`` as a list."""
+    binary = tensor.binary
+    data = list(_flatten(tensor.data)) if binary is None else binary
     if any(d < 0 for d in tensor.shape):
         raise InvalidRequestError(
             f"input {tensor.name!r}: shape {tensor.shape} has a negative size"
@@ -327,13 +330,16 @@ def _flatten(data: Iterable[Any]) -> Iterable[Any]:
             yield item
 
 
-def _numbers(data: list[Any], name: str) -> npt.NDArray[np.float64]:
-    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in data):
+def _numbers(data: list[Any] | Tensor, name: str) -> npt.NDArray[np.float64]:
+    if isinstance(data, np.ndarray):
+        values = data.astype(np.float64)  # binary data: its datatype was checked to be a number
+    elif any(isinstance(v, bool) or not isinstance(v, int | float) for v in data):
         raise UnprocessableInputError("values must be numbers", name)
-    try:
-        values = np.asarray(data, dtype=np.float64)
-    except (OverflowError, ValueError) as exc:
-        raise UnprocessableInputError(f"values are not numbers ({exc})", name) from None
+    else:
+        try:
+            values = np.asarray(data, dtype=np.float64)
+        except (OverflowError, ValueError) as exc:
+            raise UnprocessableInputError(f"values are not numbers ({exc})", name) from None
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
         raise UnprocessableInputError(
@@ -342,9 +348,16 @@ def _numbers(data: list[Any], name: str) -> npt.NDArray[np.float64]:
     return values
 
 
-def _timestamps(data: list[Any], name: str) -> npt.NDArray[np.int64]:
+def _timestamps(data: list[Any] | Tensor, name: str) -> npt.NDArray[np.int64]:
+    if isinstance(data, np.ndarray):
+        return _integer_stamps(data, name)
     millis: list[int] = []
     for item in data:
+        if isinstance(item, bytes):  # a BYTES tensor's element read from binary data
+            try:
+                item = item.decode()
+            except UnicodeDecodeError:
+                raise UnprocessableInputError("a timestamp is not UTF-8", name) from None
         if isinstance(item, bool):
             raise UnprocessableInputError(
                 "timestamps are epoch ms integers or ISO-8601 strings", name
@@ -365,6 +378,19 @@ def _timestamps(data: list[Any], name: str) -> npt.NDArray[np.int64]:
                 "timestamps are epoch ms integers or ISO-8601 strings", name
             )
     return np.asarray(millis, dtype=np.int64)
+
+
+def _integer_stamps(data: npt.NDArray[Any], name: str) -> npt.NDArray[np.int64]:
+    """Epoch ms read from binary data, in the range the JSON integers are held to."""
+    if data.dtype.kind not in "iu":
+        raise UnprocessableInputError("timestamps are epoch ms integers or ISO-8601 strings", name)
+    if len(data):
+        # compared in the array's own dtype: an unsigned one holds no negative bound
+        low, high = data.min(), data.max()
+        if high > 2**62 or (data.dtype.kind == "i" and low < -(2**62)):
+            bad = high if high > 2**62 else low
+            raise UnprocessableInputError(f"timestamp {int(bad)} is out of range", name)
+    return data.astype(np.int64)
 
 
 def encode(

@@ -4,6 +4,12 @@ Every :class:`~perfml.serving.errors.ServingError` answers its ``status_code`` w
 protocol's body ``{"error": "..."}``, as do malformed JSON (400), a request that does not fit
 the schema (422), a body over the limit (413) and unknown routes (404). Health endpoints and
 ``/metrics`` stay open; the rest asks for the bearer token when one is configured.
+
+``infer`` also speaks Triton's binary tensor data extension, which ``tritonclient`` uses by
+default: a request with an ``Inference-Header-Content-Length`` header is a JSON inference header
+followed by the inputs' raw bytes (:func:`~perfml.serving.types.read_binary_request`), and
+outputs asked for with ``binary_data`` (or the request's ``binary_data_output``) are answered
+the same way, as ``application/octet-stream``.
 """
 
 from __future__ import annotations
@@ -12,14 +18,15 @@ import hmac
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,6 +40,7 @@ from perfml.serving.errors import (
     UnauthorizedError,
 )
 from perfml.serving.types import (
+    INFERENCE_HEADER,
     ErrorResponse,
     FeedbackRequest,
     FeedbackResponse,
@@ -42,6 +50,9 @@ from perfml.serving.types import (
     MetadataModelResponse,
     MetadataServerResponse,
     ReadyResponse,
+    read_binary_request,
+    wants_binary,
+    write_binary_response,
 )
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
@@ -51,6 +62,7 @@ STARTED = "perfml.started"
 """The scope key holding when the request arrived (``time.perf_counter()``)."""
 _KINDS = {"infer": ("infer", "predictions"), "feedback": ("feedback", "feedback")}
 """The last path segment of an observed endpoint: its ``(method, service)`` labels."""
+_Answer = TypeVar("_Answer", bound=BaseModel)
 
 
 class ServingMetrics(Protocol):
@@ -100,6 +112,19 @@ def _json(model: BaseModel, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
+def _inference(request: InferenceRequest, answer: InferenceResponse) -> Response:
+    """``answer`` as JSON, or in the binary tensor data extension if an output is wanted so."""
+    binary = [o.name for o in answer.outputs if wants_binary(request, o.name)]
+    if not binary:
+        return _json(answer)
+    body, header_length = write_binary_response(answer, binary)
+    return Response(
+        body,
+        media_type="application/octet-stream",
+        headers={INFERENCE_HEADER: str(header_length)},
+    )
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -147,9 +172,14 @@ def build_app(
     guarded = [Depends(authorize)]
 
     def observed(
-        name: str, method: str, service: str, call: Callable[[], tuple[BaseModel, str]]
+        name: str,
+        method: str,
+        service: str,
+        call: Callable[[], tuple[_Answer, str]],
+        render: Callable[[_Answer], Response] = _json,
     ) -> Response:
-        """Answer ``call()`` (the answer and the version that gave it), timed per model.
+        """Answer ``render(answer)`` where ``call()`` gives the answer and the version that
+        gave it, timed per model.
 
         Failures are observed by the error handlers, which also see those raised before the
         endpoint runs (validation, authentication).
@@ -157,7 +187,7 @@ def build_app(
         started = time.perf_counter()
         answer, version = call()
         meter.observe_request(name, version, method, 200, time.perf_counter() - started, service)
-        return _json(answer)
+        return render(answer)
 
     def observe_failure(request: Request, code: int) -> None:
         name = request.path_params.get("name")
@@ -199,14 +229,41 @@ def build_app(
         return _json(ReadyResponse(name=name, ready=True))
 
     async def infer(name: str, payload: InferenceRequest, version: str | None = None) -> Response:
-        def run() -> tuple[BaseModel, str]:
+        def run() -> tuple[InferenceResponse, str]:
             answer = plane.infer(name, payload, version)
             return answer, answer.model_version or ""
 
+        def render(answer: InferenceResponse) -> Response:
+            return _inference(payload, answer)
+
         if _values(payload) <= INLINE_VALUES:
             # Small requests score on the event loop: the thread hop would cost more.
-            return observed(name, "infer", "predictions", run)
-        return await run_in_threadpool(observed, name, "infer", "predictions", run)
+            return observed(name, "infer", "predictions", run, render)
+        return await run_in_threadpool(observed, name, "infer", "predictions", run, render)
+
+    async def infer_binary(request: Request) -> Response:
+        """``infer`` for a request in the binary tensor data extension: the token first."""
+        await authorize(request)
+        body = await request.body()
+        try:
+            payload = read_binary_request(body, request.headers[INFERENCE_HEADER])
+        except ValidationError as exc:  # the inference header does not fit the schema: 422
+            raise RequestValidationError(exc.errors()) from None
+        params = request.path_params
+        return await infer(params["name"], payload, params.get("version"))
+
+    class InferRoute(APIRoute):
+        """The ``infer`` route: FastAPI reads a JSON request, ``infer_binary`` a binary one."""
+
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            read_json = super().get_route_handler()
+
+            async def handle(request: Request) -> Response:
+                if INFERENCE_HEADER in request.headers:
+                    return await infer_binary(request)
+                return await read_json(request)
+
+            return handle
 
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         app.get(
@@ -221,12 +278,15 @@ def build_app(
             dependencies=guarded,
             responses=_ERRORS,
         )(model_ready)
-        app.post(
+        app.router.add_api_route(
             prefix + "/infer",
+            infer,
+            methods=["POST"],
             response_model=InferenceResponse,
             dependencies=guarded,
             responses=_ERRORS,
-        )(infer)
+            route_class_override=InferRoute,
+        )
 
     @app.post(
         "/v2/models/{name}/feedback",
@@ -288,7 +348,9 @@ def _refusal(header: str, token: str | None) -> ServingError | None:
 
 
 def _values(payload: InferenceRequest) -> int:
-    return sum(len(tensor.data) for tensor in payload.inputs)
+    return sum(
+        len(tensor.data if tensor.binary is None else tensor.binary) for tensor in payload.inputs
+    )
 
 
 def _problem(error: Any) -> str:
@@ -297,6 +359,8 @@ def _problem(error: Any) -> str:
     return f"{where}: {message}" if where else message
 
 
+_BINARY_HEADER = INFERENCE_HEADER.lower().encode("latin-1")
+"""The header as ASGI gives it, lower case."""
 _INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 
 
@@ -307,8 +371,9 @@ class FastInfer:
     authorized JSON request to ``/v2/models/{name}[/versions/{v}]/infer`` that parses and
     validates as the endpoint would (``json.loads``, then :class:`InferenceRequest`), has at
     most :data:`INLINE_VALUES` values and scores without error is answered here, with the same
-    body and metric as the endpoint. Everything else — errors included — goes to the app
-    unchanged, which answers it as it always does (inference is pure, so rerunning is safe).
+    body and metric as the endpoint. Everything else — errors and binary tensor data included —
+    goes to the app unchanged, which answers it as it always does (inference is pure, so
+    rerunning is safe).
     """
 
     def __init__(
@@ -329,7 +394,12 @@ class FastInfer:
             if scope["type"] == "http" and scope["method"] == "POST"
             else None
         )
-        if found is None or not self.authorized(scope) or not _json_content(scope):
+        if (
+            found is None
+            or not self.authorized(scope)
+            or not _json_content(scope)
+            or _BINARY_HEADER in dict(scope["headers"])
+        ):
             await self.app(scope, receive, send)
             return
         message = await receive()
@@ -357,7 +427,7 @@ class FastInfer:
         self.meter.observe_request(
             name, answer.model_version or "", "infer", 200, seconds, "predictions"
         )
-        return _json(answer)
+        return _inference(payload, answer)
 
 
 def _json_content(scope: Scope) -> bool:
