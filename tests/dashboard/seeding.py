@@ -1,6 +1,8 @@
 """Real sources with data for every dashboard panel: a run history in SQLite (runs, one of
 them failed), a registry with two versions and a promotion, a MemorySeries with a series for
-every PromQL panel, and alerts. Shared by the dashboard's unit tests and its browser test."""
+every PromQL panel, alerts, the controller's decisions and a score log with incidents (see
+:mod:`dashboard.anomaly_seeding`). Shared by the dashboard's unit tests and its browser
+test."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dashboard import anomaly_seeding
 from perfml.alerting.alerts import AlertTracker
 from perfml.alerting.store import AlertStore
 from perfml.dashboard.data import DashboardSources
@@ -220,16 +223,20 @@ def seed_alerts(database: MetadataDatabase, now_ms: int) -> AlertStore:
 def seeded_sources(root: Path, now_ms: int) -> DashboardSources:
     """Every source of the dashboard, with data for every panel."""
     database = MetadataDatabase(f"sqlite:///{root}/metadata.db")
+    scores, labels = anomaly_seeding.small_log(root / "scores", now_ms)
     return DashboardSources(
         series=seed_series(now_ms),
         history=seed_history(database, now_ms / 1000),
         registry=seed_registry(database, root),
         alerts=seed_alerts(database, now_ms),
+        decisions=anomaly_seeding.decision_log(database, now_ms),
+        scores=scores,
+        labels=labels,
     )
 
 
 def close(sources: DashboardSources) -> None:
     """Close the metadata database the sources' parts share."""
-    for part in (sources.history, sources.registry, sources.alerts):
+    for part in (sources.history, sources.registry, sources.alerts, sources.decisions):
         if part is not None:
             part.database.close()

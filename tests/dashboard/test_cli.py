@@ -22,9 +22,7 @@ def test_export_grafana_writes_one_dashboard_per_page(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["grafana", "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == sorted(
-        f"perfml-{slug}.json" for slug in ("jobs", "inference", "drift", "models", "alerts")
-    )
+    assert written == sorted(f"perfml-{slug}.json" for slug in default_dashboard().slugs)
     assert str(tmp_path / "out" / "perfml-jobs.json") in result.output
     model = json.loads((tmp_path / "out" / "perfml-drift.json").read_text())
     assert model["uid"] == "perfml-drift"

@@ -45,11 +45,12 @@ def test_one_dashboard_per_page_with_stable_names() -> None:
     assert list(models) == [
         "perfml-jobs.json",
         "perfml-inference.json",
+        "perfml-anomalies.json",
         "perfml-drift.json",
         "perfml-models.json",
         "perfml-alerts.json",
     ]
-    assert len({m["uid"] for m in models.values()}) == 5
+    assert len({m["uid"] for m in models.values()}) == 6
     assert models["perfml-drift.json"]["time"] == {"from": "now-400d", "to": "now"}
 
 

@@ -46,10 +46,11 @@ which the exporters of perfml and of a cluster both emit."""
 
 def test_default_pages_in_navigation_order() -> None:
     dashboard = default_dashboard()
-    assert dashboard.slugs == ("jobs", "inference", "drift", "models", "alerts")
+    assert dashboard.slugs == ("jobs", "inference", "anomalies", "drift", "models", "alerts")
     assert [p.title for p in dashboard.pages] == [
         "Training jobs",
         "Inference",
+        "Anomalies",
         "Drift",
         "Models",
         "Alerts",
@@ -127,7 +128,7 @@ def test_unknown_page_names_the_pages() -> None:
         default_dashboard().page("jbos")
     assert caught.value.status_code == 404
     assert "'jbos'" in str(caught.value)
-    assert "jobs, inference, drift, models, alerts" in str(caught.value)
+    assert "jobs, inference, anomalies, drift, models, alerts" in str(caught.value)
 
 
 @pytest.mark.parametrize(

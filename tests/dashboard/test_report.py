@@ -27,7 +27,7 @@ from perfml.dashboard.report import DATA_ELEMENT_ID, json_for_script, write_repo
 from perfml.promql.series import MemorySeries
 
 Json = dict[str, Any]
-SECTIONS = ["summary", "drift", "jobs", "inference", "alerts", "models"]
+SECTIONS = ["summary", "drift", "jobs", "inference", "anomalies", "alerts", "models"]
 GENERATED = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
 
 
@@ -122,6 +122,9 @@ def test_the_data_holds_every_section(written: str) -> None:
         "drift-table",
         "jobs-job-states",
         "inference-latency",
+        "anomalies-heatmap",
+        "anomalies-incidents",
+        "anomalies-months",
         "alerts-timeline",
         "alerts-alert-history",
         "models-alias-timeline",

@@ -2,9 +2,11 @@
 
 Thin by design: it renders a page's frame from its definition, serves the static files
 (Plotly's JavaScript from the installed ``plotly`` package, so the page works offline) and
-answers ``GET /api/panels/{page}?start=&end=&step=`` with
-:func:`perfml.dashboard.data.page_data`. The browser draws and refreshes every
-``refresh_seconds``.
+answers ``GET /api/panels/{page}?start=&end=&step=&range=&entity=&metric=`` with
+:func:`perfml.dashboard.data.page_data`: ``range`` (a duration) is the span when ``start`` is
+not given, ``entity`` and ``metric`` the page's :class:`~perfml.dashboard.data.Focus`. A page
+that ends at its latest data (the Anomalies page) ends there when ``end`` is not given. The
+browser draws and refreshes every ``refresh_seconds``.
 
 Routes: ``/`` (the first page), ``/{page}``, ``/api/pages``, ``/api/panels/{page}``,
 ``/static/...``, ``/healthz``. A :class:`~perfml.dashboard.errors.DashboardError` answers its
@@ -26,7 +28,8 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from perfml.dashboard.data import DashboardSources, TimeRange, page_data
+from perfml.dashboard.anomalies import latest_score_ms
+from perfml.dashboard.data import DashboardSources, Focus, TimeRange, page_data
 from perfml.dashboard.errors import DashboardError
 from perfml.dashboard.panels import Dashboard, Page, default_dashboard
 
@@ -69,6 +72,7 @@ def _page_html(template: Template, dashboard: Dashboard, page: Page, refresh: fl
     return template.substitute(
         title=esc(page.title),
         slug=esc(page.slug),
+        latest="1" if page.ends_at_latest_data else "0",
         description=esc(page.description),
         static="/static",
         api=f"/api/panels/{esc(page.slug)}",
@@ -97,8 +101,19 @@ def create_app(
     def panels(request: Request) -> JSONResponse:
         chosen = book.page(request.path_params["page"])
         q = request.query_params
-        window = TimeRange.parse(q.get("start"), q.get("end"), q.get("step"), chosen.default_range)
-        return JSONResponse(page_data(chosen, sources, window))
+        now_ms = None
+        if chosen.ends_at_latest_data and not q.get("end") and sources.scores is not None:
+            latest = latest_score_ms(sources.scores)
+            now_ms = None if latest is None else latest + 1
+        window = TimeRange.parse(
+            q.get("start"),
+            q.get("end"),
+            q.get("step"),
+            q.get("range") or chosen.default_range,
+            now_ms=now_ms,
+        )
+        focus = Focus(entity=q.get("entity") or None, metric=q.get("metric") or None)
+        return JSONResponse(page_data(chosen, sources, window, focus=focus))
 
     def pages(request: Request) -> JSONResponse:
         return JSONResponse(

@@ -22,14 +22,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
 
 from perfml import promql
 from perfml.alerting.store import AlertStore
+from perfml.anomalies import ScoreLog
+from perfml.controller.decisions import DecisionLog
 from perfml.dashboard.errors import BadRangeError
 from perfml.dashboard.panels import UNITS, ChartKind, Page, Panel, Source
 from perfml.errors import PerfmlError
+from perfml.featurestore.manifest import LabelWindow
 from perfml.pipelines.history import RunHistory
 from perfml.registry.registry import ModelRegistry
 from perfml.timeparse import parse_duration, parse_instant
@@ -129,31 +132,70 @@ def _step_ms(text: str) -> int:
     return round(seconds * 1000)
 
 
+@dataclass(frozen=True)
+class Focus:
+    """What a page is narrowed to besides its time range, from the query string: one
+    ``entity`` (a host's own view) and one ``metric``; None is every one."""
+
+    entity: str | None = None
+    metric: str | None = None
+
+
+class LabelSource(Protocol):
+    """Where labelled anomaly windows are read (the feature store)."""
+
+    def windows(
+        self, metrics: Sequence[str] | None = None, entities: Sequence[str] | None = None
+    ) -> list[LabelWindow]: ...
+
+
+@dataclass(frozen=True)
+class IncidentOptions:
+    """How scores are grouped into incidents (``live`` in ``perfml.yaml``): anomalous points
+    closer than ``gap_ms`` are one incident; ``fleet_fraction`` of the entities scored, and at
+    least ``fleet_min_entities``, anomalous at once are one fleet incident."""
+
+    gap_ms: int = 30 * 60_000
+    fleet_fraction: float = 0.2
+    fleet_min_entities: int = 3
+
+
 @dataclass
 class DashboardSources:
     """What the dashboard reads; a source left ``None`` shows as "not connected".
 
-    The run history, the registry and the alert store may share one metadata database.
+    The run history, the registry, the alert store and the decision log may share one
+    metadata database.
 
     ``series`` is any :class:`~perfml.promql.SeriesSource` (perfml's own metrics
     store, or an in-memory one), queried with ``evaluate`` (PromQL's range query).
+    ``scores`` is the fleet's score log and ``labels`` (the feature store) its labelled
+    windows; ``incidents`` says how the scores are grouped into incidents.
     """
 
     series: promql.SeriesSource | None = None
     history: RunHistory | None = None
     registry: ModelRegistry | None = None
     alerts: AlertStore | None = None
+    decisions: DecisionLog | None = None
+    scores: ScoreLog | None = None
+    labels: LabelSource | None = None
+    incidents: IncidentOptions = field(default_factory=IncidentOptions)
     evaluate: RangeEvaluator | None = None
     """PromQL's range query; None is :func:`perfml.promql.evaluate_range`."""
     max_runs: int = 50
     """How many recent runs the job timeline reads."""
     max_rows: int = 500
     """How many rows a table shows at most (the newest)."""
+    max_hosts: int = 30
+    """How many hosts the anomalies' heatmap shows at most (those of the highest peaks)."""
 
 
 PanelReader = Callable[[Panel, DashboardSources, TimeRange], Json]
 """Fills a panel's answer: returns the kind's keys (``series``, ``rows``...) and, when there
 is nothing to show, ``message``."""
+FocusedReader = Callable[[Panel, DashboardSources, TimeRange, Focus], Json]
+"""A reader that also takes the page's :class:`Focus` (an entity, a metric)."""
 
 
 class PanelReaders:
@@ -166,19 +208,31 @@ class PanelReaders:
 
         @readers.register(Source.PROMQL)
         def read(panel, sources, window): ...
+
+        @readers.register_focused(Source.HOST_SCORES)
+        def read_host(panel, sources, window, focus): ...
     """
 
     def __init__(self) -> None:
-        self._readers: dict[Source, PanelReader] = {}
+        self._readers: dict[Source, FocusedReader] = {}
 
     def register(self, source: Source) -> Callable[[PanelReader], PanelReader]:
         def add(reader: PanelReader) -> PanelReader:
+            self._readers[source] = lambda panel, sources, window, focus: reader(
+                panel, sources, window
+            )
+            return reader
+
+        return add
+
+    def register_focused(self, source: Source) -> Callable[[FocusedReader], FocusedReader]:
+        def add(reader: FocusedReader) -> FocusedReader:
             self._readers[source] = reader
             return reader
 
         return add
 
-    def reader(self, source: Source) -> PanelReader | None:
+    def reader(self, source: Source) -> FocusedReader | None:
         return self._readers.get(source)
 
 
@@ -190,13 +244,14 @@ def page_data(
     sources: DashboardSources,
     window: TimeRange,
     readers: PanelReaders | None = None,
+    focus: Focus | None = None,
 ) -> Json:
-    """The data of every panel of ``page`` over ``window``."""
+    """The data of every panel of ``page`` over ``window`` (narrowed to ``focus``)."""
     return {
         "page": page.slug,
         "title": page.title,
         "range": {"start": window.start_ms, "end": window.end_ms, "step": window.step_ms},
-        "panels": [panel_data(panel, sources, window, readers) for panel in page.panels],
+        "panels": [panel_data(panel, sources, window, readers, focus) for panel in page.panels],
     }
 
 
@@ -205,6 +260,7 @@ def panel_data(
     sources: DashboardSources,
     window: TimeRange,
     readers: PanelReaders | None = None,
+    focus: Focus | None = None,
 ) -> Json:
     """The data of one panel: its definition's display fields and what its source gives.
 
@@ -233,7 +289,7 @@ def panel_data(
         answer["error"] = f"no reader for the source {panel.source.value!r}"
     else:
         try:
-            answer.update(reader(panel, sources, window))
+            answer.update(reader(panel, sources, window, focus or Focus()))
         except PerfmlError as error:
             answer["error"] = str(error)
     answer["empty"] = answer["error"] is not None or not _has_data(answer)
@@ -248,7 +304,8 @@ def _has_data(answer: Json) -> bool:
             any(v is not None for v in s.get("v", ())) or s.get("value") is not None
             for s in answer["series"]
         )
-    return bool(answer.get("rows") or answer.get("lanes"))
+    heatmap = answer.get("heatmap") or {}
+    return bool(answer.get("rows") or answer.get("lanes") or heatmap.get("y"))
 
 
 def finite_or_none(value: float) -> float | None:
@@ -289,8 +346,8 @@ def read_promql(panel: Panel, sources: DashboardSources, window: TimeRange) -> J
 
 
 def _register_records() -> None:
-    # The readers of perfml's own records register themselves on import.
-    from perfml.dashboard import records  # noqa: F401
+    # The readers of perfml's own records and of the score log register themselves on import.
+    from perfml.dashboard import anomalies, records  # noqa: F401
 
 
 _register_records()

@@ -44,6 +44,7 @@ PANEL_TYPES: Final[Mapping[ChartKind, str]] = {
     ChartKind.STAT: "stat",
     ChartKind.TABLE: "table",
     ChartKind.TIMELINE: "state-timeline",
+    ChartKind.HEATMAP: "heatmap",
 }
 """The Grafana panel type of each chart kind (a panel without queries is a ``text``)."""
 _HEIGHTS: Final[Mapping[ChartKind, int]] = {
@@ -51,6 +52,7 @@ _HEIGHTS: Final[Mapping[ChartKind, int]] = {
     ChartKind.STAT: 8,
     ChartKind.TABLE: 8,
     ChartKind.TIMELINE: 10,
+    ChartKind.HEATMAP: 10,
 }
 _REF_IDS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 

@@ -2,7 +2,8 @@
 Grafana.
 
 A :class:`Panel` says what to show (PromQL queries with Grafana's legend format, or one of
-perfml's own records: the run history, the registry, the alerts), how (a
+perfml's own records: the run history, the registry, the alerts, the controller's decisions,
+the fleet's score log), how (a
 :class:`ChartKind`), in which unit (a Grafana unit id, see :data:`UNITS`) and with which
 threshold line. Panels are grouped into :class:`Page` s, and the pages into a
 :class:`Dashboard`. The metric names are those of "One vocabulary for both worlds" (DESIGN.md),
@@ -10,7 +11,7 @@ so the same query reads perfml's embedded store and a cluster's Prometheus alike
 
 >>> dashboard = default_dashboard()
 >>> dashboard.slugs
-('jobs', 'inference', 'drift', 'models', 'alerts')
+('jobs', 'inference', 'anomalies', 'drift', 'models', 'alerts')
 >>> latency = dashboard.page("inference").panel("latency")
 >>> [q.legend for q in latency.queries]
 ['p50', 'p95', 'p99']
@@ -72,6 +73,8 @@ class ChartKind(StrEnum):
     """Rows of records (registry, alerts) or of the latest value of each series."""
     TIMELINE = "timeline"
     """Coloured state spans over time, one lane per job (Grafana's state timeline)."""
+    HEATMAP = "heatmap"
+    """A colour per row and time bucket (the hosts' scores over their thresholds)."""
 
 
 class Source(StrEnum):
@@ -91,6 +94,14 @@ class Source(StrEnum):
     """Every alias move recorded by the registry."""
     ACTIVE_ALERTS = "active_alerts"
     ALERT_HISTORY = "alert_history"
+    CONTROLLER_DECISIONS = "controller_decisions"
+    """The controller's recorded decisions (``perfml controller history``)."""
+    ANOMALY_HEATMAP = "anomaly_heatmap"
+    """Each host's highest score over its threshold per time bucket, from the score log."""
+    INCIDENTS = "incidents"
+    """The incidents of the score log: per host, and fleet-wide ones as one."""
+    HOST_SCORES = "host_scores"
+    """One host's metrics with their scores, the threshold, labelled windows and incidents."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +159,8 @@ class Panel:
             raise PanelDefinitionError(
                 self.id, f"unit {self.unit!r} is not one of {', '.join(UNITS)}"
             )
+        if self.kind is ChartKind.HEATMAP and self.source is Source.PROMQL:
+            raise PanelDefinitionError(self.id, "a heatmap reads the score log, not PromQL")
         if self.threshold is not None and self.kind is not ChartKind.TIMESERIES:
             raise PanelDefinitionError(self.id, "only a time series draws a threshold line")
         if self.kind is ChartKind.TIMELINE and self.queries and not self.value_names:
@@ -159,13 +172,15 @@ class Panel:
 @dataclass(frozen=True)
 class Page:
     """A page of panels about one part of the lifecycle; ``default_range`` is the time range
-    it opens with (a duration: ``1h``, ``400d``)."""
+    it opens with (a duration: ``1h``, ``400d``), ending now, or, with ``ends_at_latest_data``,
+    at the latest data it shows (scores of a backfilled past are shown where they are)."""
 
     slug: str
     title: str
     panels: tuple[Panel, ...]
     description: str = ""
     default_range: str = "1h"
+    ends_at_latest_data: bool = False
     _by_id: Mapping[str, Panel] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -423,9 +438,69 @@ def drift_page(method: str = "kl", threshold: float = DEFAULT_DRIFT_THRESHOLD) -
                 note="Quality of the served models, from labelled feedback.",
                 width=24,
             ),
+            Panel(
+                "controller-decisions",
+                "Controller decisions",
+                ChartKind.TABLE,
+                source=Source.CONTROLLER_DECISIONS,
+                note=(
+                    "Newest first: each check of a served model on a window, the drift it "
+                    "measured, the version it trained and the gate's verdict "
+                    "(`perfml controller history`)."
+                ),
+                width=24,
+            ),
         ),
         "How far today's data is from what the models were trained on.",
         default_range="400d",
+    )
+
+
+def anomalies_page() -> Page:
+    """Anomalies: the hosts' scores over time, the incidents, and one host's metrics."""
+    return Page(
+        "anomalies",
+        "Anomalies",
+        (
+            Panel(
+                "heatmap",
+                "Hosts over time",
+                ChartKind.HEATMAP,
+                source=Source.ANOMALY_HEATMAP,
+                note=(
+                    "Each host's highest score over its threshold per time bucket, across its "
+                    "metrics: 1 is the threshold, over it is anomalous. The hosts of the highest "
+                    "peaks are shown."
+                ),
+                width=24,
+            ),
+            Panel(
+                "incidents",
+                "Incidents",
+                ChartKind.TABLE,
+                source=Source.INCIDENTS,
+                note=(
+                    "Newest first. A host's anomalous points close in time are one incident, "
+                    "its metrics ranked by their peak; many hosts at once are one fleet "
+                    "incident. Pick a host for its own view."
+                ),
+                width=24,
+            ),
+            Panel(
+                "host",
+                "Host",
+                ChartKind.TIMESERIES,
+                source=Source.HOST_SCORES,
+                note=(
+                    "Each metric's values, its scores (right axis) and the threshold (dashed); "
+                    "labelled windows shaded blue, detected incidents red."
+                ),
+                width=24,
+            ),
+        ),
+        "The fleet's anomalies, from the score log: which hosts, which metrics, when.",
+        default_range="7d",
+        ends_at_latest_data=True,
     )
 
 
@@ -506,11 +581,12 @@ def default_dashboard(
     drift_method: str = "kl",
     drift_threshold: float = DEFAULT_DRIFT_THRESHOLD,
 ) -> Dashboard:
-    """perfml's pages: jobs, inference, drift, models and alerts."""
+    """perfml's pages: jobs, inference, anomalies, drift, models and alerts."""
     return Dashboard(
         (
             jobs_page(namespace),
             inference_page(serving_job),
+            anomalies_page(),
             drift_page(drift_method, drift_threshold),
             models_page(),
             alerts_page(),

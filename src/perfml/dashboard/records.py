@@ -1,5 +1,5 @@
 """Panels read from perfml's own records: the jobs' timeline from the run history, the
-registry's versions, aliases and audit log, and the alerts.
+registry's versions, aliases and audit log, the alerts, and the controller's decisions.
 
 Each reader is registered in :data:`perfml.dashboard.data.READERS` for its
 :class:`~perfml.dashboard.panels.Source` and answers as :mod:`perfml.dashboard.data` says:
@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
+from perfml.controller.decisions import Decision
 from perfml.dashboard.data import (
     READERS,
     DashboardSources,
@@ -237,4 +238,86 @@ def read_alert_history(panel: Panel, sources: DashboardSources, window: TimeRang
         for c in changes
     ]
     message = None if rows else "No alert changed state in this time range."
+    return {"columns": columns, "rows": rows, "message": message}
+
+
+# -- the controller's decisions --------------------------------------------------------------
+
+DECISION_COLUMNS: Final = (
+    "decided",
+    "model",
+    "window",
+    "decision",
+    "drift measure",
+    "drift",
+    "version trained",
+    "gate",
+    "why",
+)
+
+
+def _worst_drift(figures: Mapping[str, Any]) -> str:
+    """The highest drift of the features, and which: ``0.312 (memory_util)``."""
+    measured = {
+        feature: value
+        for feature, value in (figures.get("drift") or {}).items()
+        if isinstance(value, int | float)
+    }
+    if not measured:
+        return ""
+    feature = max(measured, key=lambda f: (measured[f], f))
+    return f"{measured[feature]:.4g} ({feature})"
+
+
+def _measure(figures: Mapping[str, Any]) -> str:
+    method = figures.get("method")
+    if not method:
+        return ""
+    threshold = figures.get("threshold")
+    limit = f", threshold {threshold:g}" if isinstance(threshold, int | float) else ""
+    return f"{method}{limit}"
+
+
+def gate_verdict(figures: Mapping[str, Any]) -> str:
+    """The gate's verdict of a decision's candidate: ``passed``, ``refused: why``, or ``""``
+    when no candidate was trained.
+
+    >>> gate_verdict({"gate": {"passed": False, "reason": "f1 0.7 < 0.8"}})
+    'refused: f1 0.7 < 0.8'
+    """
+    gate = figures.get("gate")
+    if not isinstance(gate, Mapping):
+        return ""
+    if gate.get("passed"):
+        return "passed"
+    reason = gate.get("reason") or ""
+    return f"refused: {reason}" if reason else "refused"
+
+
+def decision_rows(found: Iterable[Decision]) -> list[list[str]]:
+    """The rows of ``found``, newest first (by the controller's clock)."""
+    ordered = sorted(found, key=lambda d: (d.at_ms, d.recorded_at, d.model), reverse=True)
+    return [
+        [
+            format_time(d.at_ms / 1000),
+            d.model,
+            d.window,
+            d.action.value,
+            _measure(d.figures),
+            _worst_drift(d.figures),
+            d.candidate or "",
+            gate_verdict(d.figures),
+            "; ".join(d.reasons),
+        ]
+        for d in ordered
+    ]
+
+
+@READERS.register(Source.CONTROLLER_DECISIONS)
+def read_decisions(panel: Panel, sources: DashboardSources, window: TimeRange) -> Json:
+    columns = list(DECISION_COLUMNS)
+    if sources.decisions is None:
+        return {"columns": columns, "rows": [], "message": "The decision log is not connected."}
+    rows = decision_rows(sources.decisions.history(limit=sources.max_rows))
+    message = None if rows else "The controller has made no decision yet (perfml controller run)."
     return {"columns": columns, "rows": rows, "message": message}

@@ -14,6 +14,8 @@ panel data of the same shape (:mod:`perfml.dashboard.report_panels`):
   flagged, from drift records or else from the figures of the controller's decisions;
 - **jobs**: the training jobs' states over time (the run history);
 - **inference**: latency p50, p95, p99 over time;
+- **anomalies**: the hosts' scores over their thresholds over time (a heatmap), the incidents,
+  and the incidents per month (with labels, the labelled windows found);
 - **alerts**: each alert's pending, firing and resolved spans, and its state changes;
 - **models**: which version each alias held over time, the versions, aliases and audit log.
 
@@ -34,8 +36,15 @@ from string import Template
 from typing import TYPE_CHECKING, Final
 
 from perfml.atomic import atomic_output
+from perfml.dashboard.anomalies import (
+    NO_SCORES,
+    NOT_CONNECTED,
+    findings,
+    monthly_counts,
+    report_labels,
+)
 from perfml.dashboard.app import STATIC_DIR, TEMPLATES_DIR, plotly_js
-from perfml.dashboard.data import DashboardSources, Json, TimeRange, panel_data
+from perfml.dashboard.data import DashboardSources, Focus, Json, TimeRange, panel_data
 from perfml.dashboard.panels import Dashboard, default_dashboard
 from perfml.dashboard.records import format_time
 from perfml.dashboard.report_panels import (
@@ -47,6 +56,7 @@ from perfml.dashboard.report_panels import (
     promotion_markers,
     promotions_table,
     registry_moves,
+    report_panel,
     summary_facts,
 )
 
@@ -138,6 +148,16 @@ def report_data(
             [dashboard_panel("inference", "latency", marked=True)],
         ),
         Section(
+            "anomalies",
+            "Anomalies",
+            "Which hosts were anomalous, on which metrics, when: from the score log.",
+            [
+                dashboard_panel("anomalies", "heatmap"),
+                _without_links(dashboard_panel("anomalies", "incidents")),
+                anomalies_per_month(sources, window),
+            ],
+        ),
+        Section(
             "alerts",
             "Alerts",
             "Each alert's pending, firing and resolved spans, and its state changes.",
@@ -162,6 +182,37 @@ def report_data(
         "range": {"start": window.start_ms, "end": window.end_ms, "step": window.step_ms},
         "sections": [section.to_json() for section in sections],
     }
+
+
+def _without_links(panel: Json) -> Json:
+    # A link to a host's view is the live dashboard's: the report is a file.
+    panel.pop("links", None)
+    return panel
+
+
+def anomalies_per_month(sources: DashboardSources, window: TimeRange) -> Json:
+    """The incidents per month of the report's range, and the labelled windows found."""
+    columns = ["month", "incidents", "fleet incidents", "hosts", "labelled windows found"]
+    rows: list[list[object]] = []
+    log = sources.scores
+    if log is None:
+        message = NOT_CONNECTED
+    elif not log.models():
+        message = NO_SCORES
+    else:
+        found = findings(sources, log, window, Focus())
+        rows = monthly_counts(found, report_labels(sources, window))
+        message = "No incident in this report's range."
+    return report_panel(
+        "anomalies-months",
+        "Incidents per month",
+        "table",
+        note="Host incidents outside fleet incidents, fleet incidents, the hosts with an "
+        "incident, and the labelled windows with an anomalous point of their metric.",
+        message=message,
+        columns=columns,
+        rows=rows,
+    )
 
 
 def write_report(
