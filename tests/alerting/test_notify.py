@@ -14,14 +14,17 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message
 
 from integration.services.common import free_port
+from perfml.alerting.alertmanager import alertmanager_config
 from perfml.alerting.alerts import Alert, AlertState
 from perfml.alerting.dispatch import (
     Dispatcher,
     GroupingOptions,
+    Inhibition,
     LabelMatcher,
     Route,
     Silence,
     group_key,
+    routing_from_config,
 )
 from perfml.alerting.notify import (
     LogNotifier,
@@ -30,6 +33,8 @@ from perfml.alerting.notify import (
     SmtpNotifier,
     WebhookNotifier,
 )
+from perfml.alerting.rules import default_rules
+from perfml.config import MonitoringSettings
 
 OPTIONS = GroupingOptions(("alertname",), 30_000, 300_000, 3_600_000)
 
@@ -146,6 +151,49 @@ def test_silenced_alerts_are_not_sent():
     assert [pods(n) for n in rec.sent] == [[("b", "firing")]]
     d.dispatch([alert("a"), alert("b")], 900_000, [silence])  # the silence ended
     assert pods(rec.sent[-1]) == [("a", "firing"), ("b", "firing")]
+
+
+def test_an_inhibited_alert_is_not_sent_while_its_source_fires_with_equal_labels():
+    rec = Recorder()
+    storm = Inhibition.parse(['alertname="Storm"'], ['alertname="JobFailed"'], ["namespace"])
+    d = Dispatcher([rec], GroupingOptions(("alertname", "pod")), inhibitions=[storm])
+
+    def source(state: AlertState, namespace: str) -> Alert:
+        return Alert("Storm", {"alertname": "Storm", "namespace": namespace}, {}, state,
+                     active_at_ms=0, fired_at_ms=0,
+                     resolved_at_ms=None if state is AlertState.FIRING else 60_000)  # fmt: skip
+
+    targets = [alert("a", namespace="perfml"), alert("b", namespace="other")]
+    d.dispatch([source(AlertState.FIRING, "perfml"), *targets], 60_000)
+    assert sorted(n.group_labels.get("pod", "storm") for n in rec.sent) == ["b", "storm"]
+    # The source resolves: the target still firing is told at the next flush.
+    d.dispatch([source(AlertState.RESOLVED, "perfml"), *targets], 400_000)
+    assert [pods(n) for n in rec.sent[2:] if n.alerts[0].rule == "JobFailed"] == [[("a", "firing")]]
+
+
+def test_an_alert_matching_both_sides_does_not_inhibit_itself():
+    critical = Inhibition.parse(['severity="critical"'], ['severity=~"critical|warning"'], [])
+    both = {"alertname": "Down", "severity": "critical"}
+    assert not critical.mutes(both, [both])
+    assert critical.mutes({"alertname": "Slow", "severity": "warning"}, [both])
+    assert not critical.mutes({"alertname": "Slow", "severity": "info"}, [both])
+
+
+def test_the_embedded_routing_is_the_exported_alertmanager_configuration():
+    options, routes, inhibitions = routing_from_config(
+        alertmanager_config(MonitoringSettings(), default_rules())
+    )
+    assert options == GroupingOptions(("alertname", "namespace"), 30_000, 300_000, 4 * 3600_000)
+    anomalies, critical = routes
+    assert anomalies.matches({"alertname": "AnomalyDetected", "severity": "warning"})
+    assert anomalies.options == GroupingOptions(
+        ("alertname", "entity"), 30_000, 300_000, 4 * 3600_000
+    )
+    assert critical.options.group_wait_ms == 10_000
+    _, storm = inhibitions
+    host = {"alertname": "AnomalyDetected", "entity": "host-1", "model": "cpu"}
+    assert storm.mutes(host, [{"alertname": "FleetAnomalyStorm", "model": "cpu"}])
+    assert not storm.mutes(host, [{"alertname": "FleetAnomalyStorm", "model": "disk"}])
 
 
 def test_a_failed_delivery_is_recorded_retried_next_interval_and_never_raised():

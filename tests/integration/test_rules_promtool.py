@@ -51,6 +51,11 @@ monitoring:
       labels: {severity: info}
     - name: ModelQualityDegraded
       params: {metric: precision, threshold: 0.8}
+    - name: FleetAnomalyStorm
+      params: {min_entities: 4, fraction: 0.3}
+    - name: DiskAnomaly
+      kind: AnomalyDetected
+      labels: {team: storage}
   notifications:
     group_by: [alertname, namespace, deployment_name]
     webhooks:
@@ -103,9 +108,13 @@ def test_the_export_passes_promtool_and_amtool_and_every_rule_fires_and_stays_qu
     firing = {check["alertname"] for check in checks if check["exp_alerts"]}
     rules = yaml.safe_load((out / "rules.yml").read_text())["groups"][0]["rules"]
     assert tested == firing == {rule["alert"] for rule in rules}
+    assert {"AnomalyDetected", "FleetAnomalyStorm"} <= tested
+    storm = yaml.safe_load((out / "alertmanager.yml").read_text())["inhibit_rules"][-1]
+    assert storm["source_matchers"] == ['alertname="FleetAnomalyStorm"']
     if text is not None:
-        assert {"CpuJobsStuck", "SeldonDown", "PsiDrift"} <= tested
+        assert {"CpuJobsStuck", "SeldonDown", "PsiDrift", "DiskAnomaly"} <= tested
         assert "JobFailed" not in tested
+        assert storm["target_matchers"] == ['alertname=~"AnomalyDetected|DiskAnomaly"']
 
 
 def _break(out: Path, name: str, change) -> subprocess.CompletedProcess[str]:
