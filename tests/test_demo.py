@@ -24,6 +24,16 @@ def test_the_demo_heals_the_model_and_its_alerts_fire_and_resolve(
 
     actions = {row.month: row.decision.action for row in outcome.months if row.decision}
     assert all(row.scored_rows > 100_000 for row in outcome.months), said
+    # the live loop scored each month as it arrived, each host against its own state: its
+    # incidents, judged against the fleet's labelled latency anomalies of the month
+    for row in outcome.months:
+        assert row.found is not None, (row.month, said)
+        assert row.found.windows >= 1, (row.month, said)
+        assert row.found.recall >= 0.5, (row.month, row.found, said)
+        assert row.found.precision >= 0.6, (row.month, row.found, said)
+        assert row.found.median_delay_minutes is not None
+        assert row.found.median_delay_minutes <= 30, (row.month, row.found, said)
+        assert any(line.startswith(f"{row.month}: the live loop scored ") for line in said)
     assert not any(entry.rule == "JobRetriesExhausted" for entry in outcome.alerts), said
     assert actions == {
         "2024-03": Action.NO_DRIFT,

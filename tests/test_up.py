@@ -94,7 +94,7 @@ def test_up_serves_watches_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     assert process.returncode == 0, output
     assert "stopped" in output
     # the monitoring flushed what it recorded: the server was up, and answered one infer
-    store = MetricsStore(FeatureStore(Settings(workspace=tmp_path).store_path))
+    store = MetricsStore(FeatureStore(Settings(workspace=tmp_path).telemetry_path))
     now = int(time.time() * 1000)
     up = evaluate('max_over_time(up{job="perfml-serving"}[1m])', now, store)
     assert isinstance(up, list)
@@ -102,3 +102,7 @@ def test_up_serves_watches_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     served = evaluate("max_over_time(perfml_inference_requests_total[1m])", now, store)
     assert isinstance(served, list)
     assert sum(s.value for s in served) >= 1.0
+    # kept apart from the fleet's points: the store's summary, training and drift see the fleet
+    fleet = FeatureStore(Settings(workspace=tmp_path).store_path).summary().metrics
+    assert "up" not in fleet
+    assert "perfml_inference_requests_total" not in fleet

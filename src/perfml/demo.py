@@ -7,7 +7,9 @@
 2. v1 of the latency model trained on months 1–2 through the training pipeline and promoted
    through the gate, which holds a first version to its floors;
 3. the inference server and the monitoring started in this process;
-4. month by month: the month scored through the HTTP server by the batch-scoring pipeline, then
+4. month by month: the month arrives — stored, and scored point by point by the live loop with
+   each host's own state (its incidents judged against the fleet's labels: precision, recall,
+   time to detect) and through the HTTP server by the batch-scoring pipeline; then
    the controller's check of that month — drift against the production model's training data,
    and, over the threshold, a retrain through the pipeline runner, the gate's comparison (both
    versions' figures on the held-out window's test slice, each at its threshold chosen on the
@@ -33,7 +35,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,8 @@ import httpx
 
 from perfml.alerting.alerts import Alert, AlertState
 from perfml.alerting.store import HistoryEntry
+from perfml.anomalies import LiveScorer
+from perfml.anomalies.report import Detection, against_labels
 from perfml.config import AlertRuleSettings, Settings
 from perfml.controller.collector import ControllerCollector
 from perfml.controller.decisions import Action, Decision, DecisionLog
@@ -51,13 +55,15 @@ from perfml.drift import drift_report, training_window
 from perfml.drift.report import DriftRecord
 from perfml.embedded import EmbeddedSystem, LatestDrift, Parts
 from perfml.errors import PerfmlError
+from perfml.featurestore import FeatureStore
 from perfml.pipelines.local import Training, TrainingRequest
 from perfml.pipelines.outcomes import GateVerdict, TrainingOutcome
 from perfml.pipelines.scoring import build_scoring_pipeline
 from perfml.pipelines.states import JobState, RunRecord
 from perfml.recording.service import MonitoringService
-from perfml.sources.fleet import METRICS, Fleet, generate_fleet, write_fleet
+from perfml.sources.fleet import METRICS, WINDOW_PAD_STEPS, Fleet, generate_fleet, write_fleet
 from perfml.sources.ingestion import ingest_corpus
+from perfml.timeparse import to_epoch_ms
 from perfml.workspace import Workspace
 
 DEMO_METRIC = "request_latency_ms"
@@ -120,6 +126,10 @@ class MonthRow:
     served_by: list[str]
     decision: Decision | None
     gate: GateDecision | None = None
+    found: Detection | None = None
+    """The live loop's incidents of the month against the labelled anomalies of its metric."""
+    incidents: int = 0
+    hosts: int = 0
 
 
 @dataclass
@@ -207,8 +217,9 @@ def run_demo(settings: Settings, say: Say) -> DemoOutcome:
 
 def _run(settings: Settings, say: Say, started: float) -> DemoOutcome:
     with Workspace(settings) as workspace:
-        fleet = _make_fleet(workspace, say)
+        fleet, arrivals = _make_fleet(workspace, say)
         months = _month_starts(fleet)
+        _arrive(workspace, arrivals, None, months[2], windows=True)
         first = _train_first(workspace, months, say)
         outcome = DemoOutcome(fleet=fleet, first=first)
         if first.outcome.gate is not None:
@@ -221,7 +232,7 @@ def _run(settings: Settings, say: Say, started: float) -> DemoOutcome:
         say_alert = _alert_printer(say)
         system = EmbeddedSystem(
             workspace,
-            Parts(controller=False, dashboard=False),
+            Parts(controller=False, dashboard=False, intake=False),
             on_alert=say_alert,
             collectors=[ControllerCollector(workspace.decisions()), LatestDrift(controller)],
         )
@@ -229,7 +240,9 @@ def _run(settings: Settings, say: Say, started: float) -> DemoOutcome:
             url = _running(system)[0]
             say(f"inference server on {url}, monitoring every second")
             for index in range(2, len(months) - 1):
-                row = _one_month(workspace, url, controller, months, index, say)
+                row = _one_month(
+                    workspace, fleet, system, arrivals, url, controller, months, index, say
+                )
                 outcome.months.append(row)
                 if row.gate is not None:
                     outcome.gates.append(row.gate)
@@ -253,20 +266,42 @@ def _run(settings: Settings, say: Say, started: float) -> DemoOutcome:
 # -- the steps -------------------------------------------------------------------------------
 
 
-def _make_fleet(workspace: Workspace, say: Say) -> Fleet:
+def _make_fleet(workspace: Workspace, say: Say) -> tuple[Fleet, FeatureStore]:
+    """The fleet, written in NAB's layout and read into a store of arrivals: what the fleet
+    will send, month by month (:func:`_arrive`)."""
     demo = workspace.settings.demo
     fleet = generate_fleet(demo.hosts, demo.months, demo.seed, drift_months=[demo.change_month - 1])
     folder = workspace.path / "demo-fleet"
     write_fleet(fleet, folder)
-    report = ingest_corpus(workspace.store(), folder)
+    arrivals = FeatureStore(workspace.path / "demo-arrivals")
+    report = ingest_corpus(arrivals, folder)
     change = fleet.drift_events[0]
     say(
         f"{len(fleet.hosts)} hosts × 6 metrics × {fleet.steps:,} five-minute steps "
-        f"({fleet.points:,} points, {report.points_added:,} ingested), "
+        f"({fleet.points:,} points, {report.points_added:,} to arrive month by month), "
         f"{len(fleet.anomalies)} labelled anomalies; month {demo.change_month}: "
         f"{change.description}"
     )
-    return fleet
+    return fleet, arrivals
+
+
+def _arrive(
+    workspace: Workspace,
+    arrivals: FeatureStore,
+    start: datetime | None,
+    end: datetime,
+    windows: bool = False,
+    live: LiveScorer | None = None,
+) -> int:
+    """The fleet's points of ``[start, end)`` arrive: stored (with the labels, ``windows``),
+    then handed to the live loop, as the remote-write receiver hands what it stored."""
+    points = arrivals.read(start=start, end=end)
+    workspace.store().write(points, windows=arrivals.windows() if windows else ())
+    if live is None:
+        return 0
+    scored = live.feed(points)
+    live.flush()
+    return scored
 
 
 def _month_starts(fleet: Fleet) -> list[datetime]:
@@ -312,6 +347,9 @@ def _gate_of(month: str, decision: Decision) -> GateDecision | None:
 
 def _one_month(
     workspace: Workspace,
+    fleet: Fleet,
+    system: EmbeddedSystem,
+    arrivals: FeatureStore,
     url: str,
     controller: Controller,
     months: list[datetime],
@@ -319,6 +357,27 @@ def _one_month(
     say: Say,
 ) -> MonthRow:
     start, end = months[index], months[index + 1]
+    live = system.live
+    live_scored = _arrive(workspace, arrivals, start, end, live=live)
+    findings = workspace.find_incidents(start=start, end=end, metrics=[DEMO_METRIC])
+    pad = WINDOW_PAD_STEPS * fleet.step
+    labelled = [
+        a for a in fleet.anomalies if a.metric == DEMO_METRIC and start <= a.start < end
+    ]  # the generator's labels; NAB's windows pad each anomaly on both sides
+    windows = [
+        (a.metric, a.host, to_epoch_ms(a.start - pad), to_epoch_ms(a.end + pad)) for a in labelled
+    ]
+    found = against_labels(findings, windows, onsets=[to_epoch_ms(a.start) for a in labelled])
+    hosts = len({i.entity for i in findings.incidents})
+    delay = found.median_delay_minutes
+    wide = f", {len(findings.fleets)} fleet-wide" if findings.fleets else ""
+    say(
+        f"{_label(start)}: the live loop scored {live_scored:,} points as they arrived: "
+        f"{len(findings.incidents)} incidents on {hosts} hosts{wide}; "
+        f"{found.found} of {found.windows} labelled anomalies found (recall {found.recall:.2f}), "
+        f"precision {found.precision:.2f}"
+        + ("" if delay is None else f", median time to detect {delay:.0f} min")
+    )
     volume = workspace.path / "volumes" / "scores"
     volume.mkdir(parents=True, exist_ok=True)
     run = _score(workspace, url, start, end, volume, os.environ)
@@ -339,7 +398,10 @@ def _one_month(
         say(f"{_label(start)}: {gate.summary()}")
     if decision.action is Action.PROMOTED and decision.candidate is not None:
         _wait_served(url, decision.candidate, workspace.settings.serving.token_env, say)
-    return MonthRow(_label(start), int(scored.get("rows", 0)), served_by, decision, gate)
+        if live is not None:
+            live.follow()  # the live series move to the new version now, not at the next poll
+    row = MonthRow(_label(start), int(scored.get("rows", 0)), served_by, decision, gate)
+    return replace(row, found=found, incidents=len(findings.incidents), hosts=hosts)
 
 
 def _stuck_job(

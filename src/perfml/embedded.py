@@ -9,10 +9,15 @@ Each part is the same object the separate commands run (``perfml serve``, ``perf
   the alert rules and notifies; it also reads the controller's and the drift's metrics
   in-process (``perfml_controller_actions_total``, ``perfml_feature_drift``);
 * the **controller**, checking the served models every ``controller.schedule``;
+* the **live loop** (``live:``), scoring each new point of the served models' metrics with
+  its series' state (:class:`~perfml.anomalies.LiveScorer`), its scores in ``/metrics``;
+* the **remote-write receiver** (``sources.remote_write.enabled``) and the **scheduled pulls**
+  (``sources.queries``), whose stored points the live loop scores;
 * the **dashboard**, reading the monitoring's live series.
 
-:meth:`EmbeddedSystem.stop` stops them in the reverse order (the dashboard, the controller's
-loop, the server, the monitoring last, so it records the others' final state and flushes).
+:meth:`EmbeddedSystem.stop` stops them in the reverse order (the dashboard, what brings points
+in, the server, the live loop (which checkpoints), the controller's loop, the monitoring last,
+so it records the others' final state and flushes).
 """
 
 from __future__ import annotations
@@ -24,16 +29,19 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+import pyarrow as pa
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from perfml.alerting.alerts import Alert
+from perfml.anomalies import LiveScorer
 from perfml.controller.collector import ControllerCollector
 from perfml.controller.loop import Controller, Trainer
 from perfml.drift.collector import DriftCollector
 from perfml.recording.service import MonitoringService
 from perfml.serving.server import AppServer
 from perfml.serving.telemetry import ServingMetrics
+from perfml.sources.pulls import ScheduledPulls
 from perfml.timeparse import parse_duration
 from perfml.workspace import Workspace
 
@@ -49,6 +57,9 @@ class Parts:
     controller: bool = True
     dashboard: bool = True
     dashboard_port: int = 8088
+    live: bool = True
+    intake: bool = True
+    """The remote-write receiver and the scheduled pulls, as configured."""
 
 
 class EmbeddedSystem:
@@ -82,6 +93,9 @@ class EmbeddedSystem:
         self.dashboard: AppServer | None = None
         self.monitoring: MonitoringService | None = None
         self.controller: Controller | None = None
+        self.live: LiveScorer | None = None
+        self.pulls: ScheduledPulls | None = None
+        self.receiver: Any = None
         self._stop = threading.Event()
         self._controller_thread: threading.Thread | None = None
 
@@ -106,10 +120,19 @@ class EmbeddedSystem:
                 ControllerCollector(workspace.decisions()),
                 LatestDrift(self.controller),
             ]
+        if parts.live and settings.live.enabled and workspace.live_models():
+            self.live = workspace.live_scorer().start()
         if parts.serving and self.served:
             serving = settings.serving
-            app = workspace.serving_app(self.served, metrics=ServingMetrics())
+            metrics = ServingMetrics()
+            if self.live is not None:
+                metrics.registry.register(self.live)  # the fleet's scores in the server's /metrics
+            app = workspace.serving_app(self.served, metrics=metrics)
             self.server = AppServer(app, serving.host, serving.port, "inference server").start()
+        elif self.live is not None:
+            collectors.append(self.live)
+        if parts.intake:
+            self._start_intake()
         if parts.monitoring:
             self.monitoring = self._make_monitoring(
                 extra_registries=collectors, on_transition=self._on_alert
@@ -128,6 +151,35 @@ class EmbeddedSystem:
                 self._dashboard_app(), settings.serving.host, parts.dashboard_port, "dashboard"
             ).start()
 
+    def _start_intake(self) -> None:
+        settings, workspace = self.settings, self.workspace
+        live = self.live
+
+        def on_stored(points: pa.Table) -> None:
+            if live is not None:
+                live.feed(points)
+
+        if settings.sources.remote_write.enabled:
+            from perfml.sources.receiver import Receiver
+
+            self.receiver = Receiver.from_settings(
+                workspace.store(),
+                settings.sources.remote_write,
+                workspace.path / "landing",
+                on_stored=on_stored,
+                server=lambda app, host, port: AppServer(app, host, port, "remote-write receiver"),
+            ).start()
+        if settings.sources.queries:
+            from perfml.sources.pulls import ScheduledPulls
+
+            self.pulls = ScheduledPulls(
+                workspace.store(),
+                settings.sources.prometheus,
+                settings.sources.queries,
+                parse_duration(settings.sources.pull_interval).total_seconds(),
+                on_stored=on_stored,
+            ).start()
+
     def _dashboard_app(self) -> Any:
         from perfml.dashboard.app import create_app
 
@@ -137,14 +189,22 @@ class EmbeddedSystem:
     def stop(self) -> None:
         """Stop every part that runs (idempotent); the workspace stays open."""
         self._stop.set()
-        for server in (self.dashboard, self.server):
-            if server is not None:
-                server.stop()
+        if self.dashboard is not None:
+            self.dashboard.stop()
+        if self.pulls is not None:
+            self.pulls.stop()
+        if self.receiver is not None:
+            self.receiver.stop()  # flushes what it acknowledged into the store (and the loop)
+        if self.server is not None:
+            self.server.stop()
+        if self.live is not None:
+            self.live.stop()
         if self._controller_thread is not None:
             self._controller_thread.join(timeout=60)
         if self.monitoring is not None:
             self.monitoring.stop()
         self.dashboard = self.server = self.monitoring = None
+        self.live = self.pulls = self.receiver = None
         self._controller_thread = None
 
     def __enter__(self) -> Self:

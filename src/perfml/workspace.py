@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
     from perfml.alerting.alerts import Alert
     from perfml.alerting.store import AlertStore
+    from perfml.anomalies import Findings, LiveScorer, ScoreLog
     from perfml.controller.decisions import DecisionLog
     from perfml.controller.loop import Controller, Policy, Trainer
     from perfml.dashboard.data import DashboardSources
@@ -117,6 +118,56 @@ class Workspace:
         return self._once(
             "store",
             lambda: FeatureStore(self.settings.store_path, chosen.memory_limit, chosen.threads),
+        )
+
+    def telemetry(self) -> FeatureStore:
+        """perfml's own recorded metrics (``<workspace>/telemetry``), apart from the fleet's
+        points, so that the store's summary, training and drift see only the fleet."""
+        chosen = self.settings.featurestore
+        return self._once(
+            "telemetry",
+            lambda: FeatureStore(self.settings.telemetry_path, chosen.memory_limit, chosen.threads),
+        )
+
+    def scores(self) -> ScoreLog:
+        """Every score of the live loop and of backfills (``<workspace>/anomalies/scores``)."""
+        from perfml.anomalies import ScoreLog
+
+        return self._once("scores", lambda: ScoreLog(self.settings.anomalies_path / "scores"))
+
+    def live_models(self) -> list[str]:
+        """The references scored live: ``live.models``, else those served."""
+        return list(self.settings.live.models or self.settings.serving.models)
+
+    def live_scorer(self, refs: Sequence[str] | None = None) -> LiveScorer:
+        """The live loop over ``refs`` (default :meth:`live_models`; ``live:``), not started."""
+        from perfml.anomalies import LiveScorer
+        from perfml.timeparse import parse_duration
+
+        live = self.settings.live
+        return LiveScorer(
+            self.registry("live", background_delivery=False),
+            self.store(),
+            self.settings.anomalies_path,
+            self.live_models() if refs is None else refs,
+            flush_every=parse_duration(live.flush_interval).total_seconds(),
+            checkpoint_every=parse_duration(live.checkpoint_interval).total_seconds(),
+            follow_every=parse_duration(self.settings.serving.poll_interval).total_seconds(),
+            max_exported=live.max_exported_series,
+        )
+
+    def find_incidents(self, **window: Any) -> Findings:
+        """The incidents of the score log in a window (``live:`` says how they group)."""
+        from perfml.anomalies import find_incidents
+        from perfml.timeparse import parse_duration
+
+        live = self.settings.live
+        return find_incidents(
+            self.scores(),
+            gap_ms=int(parse_duration(live.incident_gap).total_seconds() * 1000),
+            fleet_fraction=live.fleet_fraction,
+            fleet_min_entities=live.fleet_min_entities,
+            **window,
         )
 
     # -- the metadata database and its tables ------------------------------------------------
@@ -352,7 +403,7 @@ class Workspace:
         from perfml.recording.service import MonitoringService
 
         return MonitoringService(
-            self.store(),
+            self.telemetry(),
             self.alerts(),
             self.settings.monitoring,
             self.monitoring_targets(clock) if targets is None else targets,
@@ -369,7 +420,7 @@ class Workspace:
         from perfml.recording.recorder import MetricsStore
 
         return DashboardSources(
-            series=series if series is not None else MetricsStore(self.store()),
+            series=series if series is not None else MetricsStore(self.telemetry()),
             history=self.history(),
             registry=self.registry(background_delivery=False),
             alerts=self.alerts(),

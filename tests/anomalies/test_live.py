@@ -241,5 +241,14 @@ def test_a_model_of_many_metrics_or_without_a_threshold_is_refused_by_name(
     states = fit_series(create("streaming"), ["h"], [(np.arange(10) * 300_000, np.ones(10))])
     register_detector(registry, "cpu", states, features=[METRIC])
     registry.set_alias("cpu", "production", 1)
-    with pytest.raises(NotScorableError, match="cpu@production.*version 1 records no threshold"):
-        scorer(registry, store, tmp_path / "live").start(background=False)
+    live = scorer(registry, store, tmp_path / "live").start(background=False)
+    assert live.models == {}
+    assert (
+        "model cpu@production cannot be scored: version 1 records no threshold"
+        in (live.waiting["cpu@production"])
+    )
+    with pytest.raises(NotScorableError, match="version 1 records no threshold"):
+        backfill(registry, store, ScoreLog(tmp_path / "scores"), "cpu@production")
+    registry.set_tag("cpu:1", "threshold", "0.35")  # it is tried again as the loop follows
+    assert live.follow() == ["cpu@production"]
+    assert live.models["cpu@production"].threshold == 0.35

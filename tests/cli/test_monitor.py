@@ -113,6 +113,6 @@ def test_it_prints_transitions_until_a_signal_then_flushes(
     assert process.returncode == 0, err
     assert "monitoring stopped; recorded metrics flushed" in err
     settings = load_settings(config)
-    stored = MetricsStore(FeatureStore(settings.store_path))
+    stored = MetricsStore(FeatureStore(settings.telemetry_path))
     up = stored.select([Matcher("__name__", "=", "up")], 0, round(time.time() * 1000))
     assert {s.labels["job"] for s in up} == {"perfml-serving", "perfml-jobs"}

@@ -182,7 +182,7 @@ def test_a_failing_job_fires_job_failed_through_the_running_service(
     ]
 
 
-def test_stop_flushes_what_was_recorded_to_the_feature_store(
+def test_stop_flushes_what_was_recorded_to_the_telemetry_store(
     tmp_path: Path, serving_endpoint: MetricsServer, monitoring: OpenService
 ) -> None:
     settings = make_settings(tmp_path / "ws", serving_endpoint.port, flush_interval="5m")
@@ -191,7 +191,7 @@ def test_stop_flushes_what_was_recorded_to_the_feature_store(
     service.scrape_now()
     clock.now += 15
     service.scrape_now()
-    stored = MetricsStore(FeatureStore(settings.store_path))
+    stored = MetricsStore(FeatureStore(settings.telemetry_path))
     latency = [Matcher("__name__", "=", "seldon_api_executor_server_requests_seconds_count")]
     assert stored.select(latency, 0, END_MS) == []  # the flush is not due yet
     service.stop()

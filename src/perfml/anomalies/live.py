@@ -43,6 +43,7 @@ from perfml.anomalies.errors import CheckpointError, NotScorableError
 from perfml.anomalies.scores import ScoreLog
 from perfml.atomic import atomic_output
 from perfml.detectors.series import SeriesStates, load_series
+from perfml.errors import PerfmlError
 from perfml.registry.detector_versions import load_detector
 from perfml.registry.records import ModelVersion
 
@@ -114,6 +115,8 @@ class LiveScorer(Collector):
         self.follow_every = follow_every
         self.max_exported = max_exported
         self.models: dict[str, LiveModel] = {}
+        self.waiting: dict[str, str] = {}
+        """The references not scored yet, and why."""
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -126,7 +129,7 @@ class LiveScorer(Collector):
         ``background``, flush, checkpoint and follow promotions on a thread."""
         with self._lock:
             for ref in self.refs:
-                self.models[ref] = self._open(ref)
+                self._try_open(ref)
         if background:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="perfml-live", daemon=True)
@@ -297,13 +300,35 @@ class LiveScorer(Collector):
         points = self.store.read(live.metric, start=begin)
         return score_points(live, points, write=write) if points.num_rows else 0
 
+    def _try_open(self, ref: str) -> None:
+        """Open ``ref``, or note why not (no version yet, none scorable): it is tried again
+        at each :meth:`follow`."""
+        try:
+            self.models[ref] = self._open(ref)
+        except PerfmlError as exc:
+            if self.waiting.get(ref) != str(exc):
+                log.warning("not scoring %s live yet: %s", ref, exc)
+            self.waiting[ref] = str(exc)
+        else:
+            self.waiting.pop(ref, None)
+
     # -- promotions ------------------------------------------------------------------------------
 
     def follow(self) -> list[str]:
-        """Hand each reference that moved to its new version; returns those that moved."""
+        """Hand each reference that moved to its new version, and open those that could not
+        be opened before; returns those that moved or opened."""
         moved = []
+        for ref in list(self.waiting):
+            with self._lock:
+                self._try_open(ref)
+            if ref in self.models:
+                moved.append(ref)
         for ref in list(self.models):
-            version = self.registry.resolve(ref)
+            try:
+                version = self.registry.resolve(ref)
+            except PerfmlError as exc:  # the alias was removed: keep scoring with what we have
+                log.warning("cannot follow %s: %s", ref, exc)
+                continue
             if version.version == self.models[ref].version.version:
                 continue
             metric, threshold = scorable(ref, version)
@@ -450,7 +475,7 @@ def _carry(old: LiveModel, fresh: LiveModel) -> np.ndarray:
 def _millis(column: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_timestamp(column.type):
         column = column.cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
-    return column.to_numpy(zero_copy_only=False).astype(np.int64)
+    return np.asarray(column.to_numpy(zero_copy_only=False), np.int64)
 
 
 def _ms(moment: datetime | None) -> int:

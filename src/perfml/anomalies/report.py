@@ -35,10 +35,8 @@ class Findings:
         return [i for i in self.incidents if i.entity == entity]
 
     def get(self, incident_id: str) -> Incident | FleetIncident | None:
-        for found in [*self.incidents, *self.fleets]:
-            if found.id == incident_id:
-                return found
-        return None
+        every: list[Incident | FleetIncident] = [*self.incidents, *self.fleets]
+        return next((found for found in every if found.id == incident_id), None)
 
 
 def find_incidents(
@@ -88,12 +86,18 @@ class Detection:
         return float(np.median(self.delays_ms)) / 60_000 if self.delays_ms else None
 
 
-def against_labels(findings: Findings, windows: Sequence[tuple[str, str, int, int]]) -> Detection:
+def against_labels(
+    findings: Findings,
+    windows: Sequence[tuple[str, str, int, int]],
+    onsets: Sequence[int] | None = None,
+) -> Detection:
     """Judge ``findings`` against labelled ``(metric, entity, start_ms, end_ms)`` windows,
-    both ends included."""
+    both ends included; the time to detect counts from each window's start, or from its
+    ``onsets`` (when the anomaly itself began, where a window is padded before it)."""
     by_entity: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
     for metric, entity, lo, hi in windows:
         by_entity[entity].append((metric, lo, hi))
+    starts = [lo for _, _, lo, _ in windows] if onsets is None else list(onsets)
     points = findings.points
     ent = points.column("entity").to_pylist()
     met = points.column("metric").to_pylist()
@@ -102,11 +106,11 @@ def against_labels(findings: Findings, windows: Sequence[tuple[str, str, int, in
     for e, m, t in zip(ent, met, ts, strict=True):
         anomalous[(e, m)].append(t)
     found, delays = 0, []
-    for metric, entity, lo, hi in windows:
+    for (metric, entity, lo, hi), onset in zip(windows, starts, strict=True):
         inside = [t for t in anomalous.get((entity, metric), []) if lo <= t <= hi]
         if inside:
             found += 1
-            delays.append(min(inside) - lo)
+            delays.append(max(0, min(inside) - onset))
     true = 0
     for incident in findings.incidents:
         spans = by_entity.get(incident.entity, [])

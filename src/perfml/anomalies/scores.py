@@ -147,7 +147,8 @@ class ScoreLog:
         files = [str(p) for model in (models or self.models()) for p in self._files(model)]
         if not files:
             return SCHEMA.empty_table()
-        where, args = ["TRUE"], []
+        where: list[str] = ["TRUE"]
+        args: list[object] = []
         for column, values in (("model", models), ("metric", metrics), ("entity", entities)):
             if values is not None:
                 where.append(f"{column} IN (SELECT unnest(?))")
@@ -182,7 +183,8 @@ class ScoreLog:
         files = [str(p) for model in (models or self.models()) for p in self._files(model)]
         if not files:
             return 0
-        where, args = ["TRUE"], []
+        where: list[str] = ["TRUE"]
+        args: list[object] = []
         if start is not None:
             where.append("ts >= ?")
             args.append(_ms(start, "start"))

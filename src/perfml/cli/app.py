@@ -15,6 +15,7 @@ import typer
 from perfml import __version__
 from perfml.cli import (
     alerts,
+    anomalies,
     controller,
     drift,
     evaluate,
@@ -46,6 +47,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(anomalies.app, name="anomalies")
 app.add_typer(controller.app, name="controller")
 app.add_typer(drift.app, name="drift")
 app.add_typer(evaluate.app, name="evaluate")
@@ -64,6 +66,7 @@ app.command("train")(train.train)
 app.command("up")(up.up)
 app.command("monitor")(monitor.monitor)
 app.command("report")(report.report)
+app.command("score")(anomalies.score)
 app.command("receive")(receive.receive)
 
 

@@ -48,15 +48,23 @@ def demo(ctx: typer.Context) -> None:
 
 def months_table(outcome: DemoOutcome) -> Table:
     table = Table(title="month by month")
-    for column in ("month", "scored", "served by", "KL (latency)", "controller", "why"):
+    columns = ("month", "scored", "served by", "incidents (hosts)", "found", "precision",
+               "detect", "KL (latency)", "controller", "why")  # fmt: skip
+    for column in columns:
         table.add_column(column, overflow="fold")
     for row in outcome.months:
         decision = row.decision
         drift = None if decision is None else decision.figures.get("drift", {}).get(DEMO_METRIC)
+        found = row.found
+        delay = None if found is None else found.median_delay_minutes
         table.add_row(
             row.month,
             f"{row.scored_rows:,}",
             ", ".join(row.served_by),
+            f"{row.incidents} ({row.hosts})",
+            "" if found is None else f"{found.found}/{found.windows}",
+            "" if found is None else f"{found.precision:.2f}",
+            "" if delay is None else f"{delay:.0f} min",
             "" if drift is None else f"{drift:.3f}",
             "" if decision is None else decision.action.value,
             "" if decision is None else decision.reasons[-1],
