@@ -65,7 +65,7 @@ JOB_STORE_MEMORY = "512MB"
 """The feature store's query memory in a pipeline job: within the smallest step's request."""
 JOB_PARTS_FACTORY = "perfml.workspace:open_job_workspace"
 """The parts factory of perfml's pipeline jobs (:func:`open_job_workspace`)."""
-PARTS = ("store", "registry", "history", "decisions", "alerts", "artifacts")
+PARTS = ("store", "registry", "history", "decisions", "alerts", "artifacts", "scores")
 """The parts a step can be handed by name (:class:`~perfml.pipelines.dsl.Part`)."""
 
 P = TypeVar("P")

@@ -207,3 +207,33 @@ def test_the_training_pipeline_runs_end_to_end_in_kfp_local(
     assert version.pipeline_run == "kfp-local-1"
     assert "nab_standard" in version.metrics
     assert version.metrics["test_windows"] >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings(LOCAL_IMAGE_WARNING)
+def test_the_backfill_pipeline_compiles_and_scores_a_window_in_kfp_local(
+    kfp_local: Path, tmp_path: Path
+) -> None:
+    from anomalies.test_live import TICKS, TRAIN_END, points_of, train
+
+    from perfml.config import Settings
+    from perfml.pipelines.backfill import build_backfill_pipeline
+    from perfml.workspace import Workspace
+
+    out = tmp_path / "backfill.yaml"
+    assert cli(["pipeline", "compile", "backfill", "--target", "kubeflow", "-o", str(out)]) == 0
+    spec = yaml.safe_load(out.read_text())
+    assert sorted(spec["components"]) == ["comp-step-score"]
+    assert set(spec["root"]["inputDefinitions"]["parameters"]) == {PARTS_PARAM, "model", "start",
+                                                                    "end"}  # fmt: skip
+    with Workspace(Settings(workspace=tmp_path / "ws")) as workspace:
+        workspace.store().write(points_of(int(TICKS[0]), int(TICKS[-1]) + 1))
+        train(workspace.registry(background_delivery=False), TRAIN_END)
+        parts = workspace.parts_source()
+    build_kfp_pipeline(build_backfill_pipeline(), parts=parts)(model="cpu@production")
+    with Workspace(Settings(workspace=tmp_path / "ws")) as workspace:
+        scored = workspace.scores().read()
+        findings = workspace.find_incidents()
+    assert scored.num_rows == 5 * (len(TICKS) - 35 * 288)  # every point after the version's data
+    assert set(scored.column("version").to_pylist()) == {1}
+    assert findings.incidents

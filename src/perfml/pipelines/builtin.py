@@ -1,5 +1,5 @@
 """perfml's built-in pipelines: importing this module registers them in the default catalog."""
 
-from perfml.pipelines import scoring, training
+from perfml.pipelines import backfill, scoring, training
 
-__all__ = ["scoring", "training"]
+__all__ = ["backfill", "scoring", "training"]

@@ -1,8 +1,9 @@
-"""The pipelines perfml knows by name: the built-in ones (training, batch scoring) and any a
-plugin registers, each a function that builds the :class:`~perfml.pipelines.dsl.Pipeline`.
+"""The pipelines perfml knows by name: the built-in ones (training, batch scoring, backfill)
+and any a plugin registers, each a function that builds the
+:class:`~perfml.pipelines.dsl.Pipeline`.
 
 >>> sorted(PIPELINES.names())
-['batch-scoring', 'training']
+['backfill', 'batch-scoring', 'training']
 >>> build("training").order
 ('query', 'preprocess', 'train', 'evaluate', 'register')
 """
