@@ -93,7 +93,7 @@ def test_the_report_draws_every_chart_offline(browser: Any, report_file: Path) -
     assert problems.failed == []
     assert refused == []
     assert problems.requests == [report_file.resolve().as_uri()]
-    assert len(panels) == 13
+    assert len(panels) == 16
     for panel in panels:
         assert panel["message"] is None, panel
         if panel["mode"] == "table":

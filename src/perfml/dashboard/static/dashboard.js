@@ -300,9 +300,11 @@
       });
       ["labelled", "incidents"].forEach(function (kind, k) {
         (s[kind] || []).forEach(function (span) {
+          // An incident of one point still shows: at least 1/200 of the range wide.
+          const pad = Math.max(0, (range.end - range.start) / 200 - (span[1] - span[0])) / 2;
           layout.shapes.push({
             type: "rect", xref: "x", yref: vName + " domain",
-            x0: new Date(span[0]).toISOString(), x1: new Date(span[1]).toISOString(),
+            x0: new Date(span[0] - pad).toISOString(), x1: new Date(span[1] + pad).toISOString(),
             // Labelled windows on the upper half, incidents on the lower: side by side.
             y0: k === 0 ? 0.5 : 0, y1: k === 0 ? 1 : 0.5,
             fillcolor: SHADES[kind], line: { width: 0 }, layer: "below",
