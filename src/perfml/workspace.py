@@ -415,15 +415,26 @@ class Workspace:
 
     def dashboard_sources(self, series: SeriesSource | None = None) -> DashboardSources:
         """What the dashboard reads: ``series`` (live) or perfml's recorded metrics as flushed
-        to the store, and the run history, the registry and the alerts."""
-        from perfml.dashboard.data import DashboardSources
+        to the telemetry store, the run history, the registry, the alerts, the controller's
+        decisions, the score log and the store's labelled windows."""
+        from perfml.dashboard.data import DashboardSources, IncidentOptions
         from perfml.recording.recorder import MetricsStore
+        from perfml.timeparse import parse_duration
 
+        live = self.settings.live
         return DashboardSources(
             series=series if series is not None else MetricsStore(self.telemetry()),
             history=self.history(),
             registry=self.registry(background_delivery=False),
             alerts=self.alerts(),
+            decisions=self.decisions(),
+            scores=self.scores(),
+            labels=self.store(),
+            incidents=IncidentOptions(
+                gap_ms=int(parse_duration(live.incident_gap).total_seconds() * 1000),
+                fleet_fraction=live.fleet_fraction,
+                fleet_min_entities=live.fleet_min_entities,
+            ),
         )
 
     # -- closing -----------------------------------------------------------------------------

@@ -175,6 +175,15 @@ class ScoreLog:
                 raise ScoreLogError(self.folder, f"changed while read ({exc})") from None
         return found.cast(SCHEMA)
 
+    def latest_ms(self, models: Sequence[str] | None = None) -> int | None:
+        """The time of the newest point scored (epoch ms), or None when there is none."""
+        files = [str(p) for model in (models or self.models()) for p in self._files(model)]
+        if not files:
+            return None
+        with duckdb.connect() as con:
+            row = con.execute("SELECT max(ts) FROM read_parquet(?)", [files]).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def entities(
         self, start: datetime | str | int | None = None, end: datetime | str | int | None = None,
         models: Sequence[str] | None = None,

@@ -98,15 +98,10 @@ def _metrics(focus: Focus) -> list[str] | None:
 
 def latest_score_ms(log: ScoreLog) -> int | None:
     """The time of the latest score in ``log`` (None: no score yet)."""
-    files = [str(path) for model in log.models() for path in (log.folder / model).glob("*.parquet")]
-    if not files:
-        return None
     try:
-        with duckdb.connect() as con:
-            row = con.execute("SELECT max(ts) FROM read_parquet(?)", [files]).fetchone()
+        return log.latest_ms()
     except duckdb.IOException:  # a file merged away under us: as if nothing was there
         return None
-    return None if row is None or row[0] is None else int(row[0])
 
 
 # -- the heatmap ---------------------------------------------------------------------------
