@@ -13,7 +13,9 @@ def test_health_and_server_metadata(client: TestClient) -> None:
     assert client.get("/v2/health/ready").json() == {"ready": True}
     meta = client.get("/v2").json()
     assert meta["name"] == "perfml"
-    assert meta["extensions"] == []
+    assert meta["extensions"] == [
+        "binary_tensor_data"
+    ]  # Triton's, as tritonclient sends by default
 
 
 @pytest.mark.parametrize("name", ["cpu", "cpu@production"])

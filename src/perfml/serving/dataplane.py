@@ -80,7 +80,9 @@ class DataPlane:
         return True
 
     def metadata(self) -> MetadataServerResponse:
-        return MetadataServerResponse(name="perfml", version=__version__, extensions=[])
+        return MetadataServerResponse(
+            name="perfml", version=__version__, extensions=["binary_tensor_data"]
+        )
 
     def model_metadata(self, name: str, version: str | None = None) -> MetadataModelResponse:
         model = self.models.get(name, version)
