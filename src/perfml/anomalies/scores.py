@@ -52,6 +52,9 @@ SCHEMA = pa.schema(
 _LIVE = re.compile(r"^live-(\d{12})\.parquet$")
 _MERGED = re.compile(r"^merged-(\d{12})-(\d{12})\.parquet$")
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_READ_ATTEMPTS = 3
+Moment = datetime | str | int
+"""An instant: a datetime, RFC 3339 text or epoch milliseconds."""
 
 
 class ScoreLog:
@@ -138,72 +141,73 @@ class ScoreLog:
         models: Sequence[str] | None = None,
         metrics: Sequence[str] | None = None,
         entities: Sequence[str] | None = None,
-        start: datetime | str | int | None = None,
-        end: datetime | str | int | None = None,
+        start: Moment | None = None,
+        end: Moment | None = None,
         anomalous: bool = False,
     ) -> pa.Table:
         """Scores in ``[start, end)`` (one per point of a model: the one written last), sorted
         by model, metric, entity and ts; ``anomalous``: only points at or over the threshold."""
-        files = [str(p) for model in (models or self.models()) for p in self._files(model)]
-        if not files:
-            return SCHEMA.empty_table()
+        found = self._query(
+            "SELECT *",
+            """QUALIFY row_number() OVER (
+                PARTITION BY model, metric, entity, ts ORDER BY written DESC) = 1
+            ORDER BY model, metric, entity, ts""",
+            models, metrics, entities, start, end, anomalous,
+        )  # fmt: skip
+        return SCHEMA.empty_table() if found is None else found.cast(SCHEMA)
+
+    def latest_ms(self, models: Sequence[str] | None = None) -> int | None:
+        """The time of the newest point scored (epoch ms), or None when there is none."""
+        found = self._query("SELECT max(ts) AS last", "", models)
+        last = None if found is None else found.column("last")[0].as_py()
+        return None if last is None else int(last)
+
+    def entities(
+        self, start: Moment | None = None, end: Moment | None = None,
+        models: Sequence[str] | None = None,
+    ) -> int:  # fmt: skip
+        """How many distinct entities were scored in ``[start, end)``."""
+        found = self._query("SELECT count(DISTINCT entity) AS n", "", models, start=start, end=end)
+        return 0 if found is None else int(found.column("n")[0].as_py())
+
+    def _query(
+        self,
+        select: str,
+        tail: str,
+        models: Sequence[str] | None = None,
+        metrics: Sequence[str] | None = None,
+        entities: Sequence[str] | None = None,
+        start: Moment | None = None,
+        end: Moment | None = None,
+        anomalous: bool = False,
+    ) -> pa.Table | None:
+        """``select`` over the files of ``models`` (all by default) where the filters hold, then
+        ``tail``; None when there is no file. A file merged away while read: read again."""
         where: list[str] = ["TRUE"]
         args: list[object] = []
         for column, values in (("model", models), ("metric", metrics), ("entity", entities)):
             if values is not None:
                 where.append(f"{column} IN (SELECT unnest(?))")
                 args.append(list(values))
-        if start is not None:
-            where.append("ts >= ?")
-            args.append(_ms(start, "start"))
-        if end is not None:
-            where.append("ts < ?")
-            args.append(_ms(end, "end"))
+        for bound, op, what in ((start, ">=", "start"), (end, "<", "end")):
+            if bound is not None:
+                where.append(f"ts {op} ?")
+                args.append(_ms(bound, what))
         if anomalous:
             where.append("score >= threshold")
-        sql = f"""
-            SELECT * FROM read_parquet(?, union_by_name = true)
-            WHERE {" AND ".join(where)}
-            QUALIFY row_number() OVER (
-                PARTITION BY model, metric, entity, ts ORDER BY written DESC) = 1
-            ORDER BY model, metric, entity, ts
-        """
-        with duckdb.connect() as con:
+        sql = f"""{select} FROM read_parquet(?, union_by_name = true)
+            WHERE {" AND ".join(where)} {tail}"""
+        for attempt in range(_READ_ATTEMPTS):
+            files = [str(p) for model in (models or self.models()) for p in self._files(model)]
+            if not files:
+                return None
             try:
-                found = con.sql(sql, params=[files, *args]).to_arrow_table()
-            except duckdb.IOException as exc:  # a file merged away under us: read again
-                raise ScoreLogError(self.folder, f"changed while read ({exc})") from None
-        return found.cast(SCHEMA)
-
-    def latest_ms(self, models: Sequence[str] | None = None) -> int | None:
-        """The time of the newest point scored (epoch ms), or None when there is none."""
-        files = [str(p) for model in (models or self.models()) for p in self._files(model)]
-        if not files:
-            return None
-        with duckdb.connect() as con:
-            row = con.execute("SELECT max(ts) FROM read_parquet(?)", [files]).fetchone()
-        return None if row is None or row[0] is None else int(row[0])
-
-    def entities(
-        self, start: datetime | str | int | None = None, end: datetime | str | int | None = None,
-        models: Sequence[str] | None = None,
-    ) -> int:  # fmt: skip
-        """How many distinct entities were scored in ``[start, end)``."""
-        files = [str(p) for model in (models or self.models()) for p in self._files(model)]
-        if not files:
-            return 0
-        where: list[str] = ["TRUE"]
-        args: list[object] = []
-        if start is not None:
-            where.append("ts >= ?")
-            args.append(_ms(start, "start"))
-        if end is not None:
-            where.append("ts < ?")
-            args.append(_ms(end, "end"))
-        sql = f"SELECT count(DISTINCT entity) FROM read_parquet(?) WHERE {' AND '.join(where)}"
-        with duckdb.connect() as con:
-            row = con.execute(sql, [files, *args]).fetchone()
-        return int(row[0]) if row else 0
+                with duckdb.connect() as con:
+                    return con.sql(sql, params=[files, *args]).to_arrow_table()
+            except duckdb.IOException as exc:
+                if attempt == _READ_ATTEMPTS - 1:
+                    raise ScoreLogError(self.folder, f"kept changing while read ({exc})") from None
+        raise AssertionError("unreachable")
 
     def _model_folder(self, model: str) -> Path:
         if not _MODEL.match(model):
@@ -215,7 +219,7 @@ class ScoreLog:
         return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
 
 
-def _ms(moment: datetime | str | int, what: str) -> int:
+def _ms(moment: Moment, what: str) -> int:
     if isinstance(moment, int):
         return moment
     return to_epoch_ms(parse_instant(moment, what))
