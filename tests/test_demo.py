@@ -27,6 +27,7 @@ def test_the_demo_heals_the_model_and_its_alerts_fire_and_resolve(
     # the live loop scored each month as it arrived, each host against its own state: its
     # incidents, judged against the fleet's labelled latency anomalies of the month
     for row in outcome.months:
+        assert row.live_scored == row.scored_rows, (row.month, said)  # every point, once
         assert row.found is not None, (row.month, said)
         assert row.found.windows >= 1, (row.month, said)
         assert row.found.recall >= 0.5, (row.month, row.found, said)

@@ -130,6 +130,8 @@ class MonthRow:
     """The live loop's incidents of the month against the labelled anomalies of its metric."""
     incidents: int = 0
     hosts: int = 0
+    live_scored: int = 0
+    """Points the live loop scored as the month arrived."""
 
 
 @dataclass
@@ -401,7 +403,9 @@ def _one_month(
         if live is not None:
             live.follow()  # the live series move to the new version now, not at the next poll
     row = MonthRow(_label(start), int(scored.get("rows", 0)), served_by, decision, gate)
-    return replace(row, found=found, incidents=len(findings.incidents), hosts=hosts)
+    return replace(
+        row, found=found, incidents=len(findings.incidents), hosts=hosts, live_scored=live_scored
+    )
 
 
 def _stuck_job(

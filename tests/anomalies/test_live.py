@@ -58,7 +58,7 @@ def train(registry: ModelRegistry, end: int, threshold: float = 0.35) -> int:
     version = register_detector(
         registry, "cpu", states, features=[METRIC],
         data_start=datetime.fromtimestamp(int(TICKS[0]) / 1000, UTC),
-        data_end=datetime.fromtimestamp((end - 1) / 1000, UTC),
+        data_end=datetime.fromtimestamp(end / 1000, UTC),  # the window [start, end)
     )  # fmt: skip
     registry.set_tag(version.ref, "threshold", str(threshold))
     registry.set_alias("cpu", "production", version.version)

@@ -9,7 +9,7 @@ replacing (on reading) any earlier scores of the same points by the same model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,11 +46,11 @@ def backfill(
     entities: list[str] | None = None,
 ) -> BackfillResult:
     """Score the points of ``ref``'s metric in ``[start, end)`` (see the module); ``start``
-    defaults to just after the version's training data (what it has not learnt)."""
+    defaults to the end of the version's training data (what it has not learnt)."""
     version, states = load_detector(registry, ref)
     metric, threshold = scorable(ref, version)
     if start is None and version.data_end is not None:
-        start = version.data_end + timedelta(milliseconds=1)
+        start = version.data_end  # the version learnt [data_start, data_end)
     points = store.read(metric, entities=entities, start=start, end=end)
     live = LiveModel(
         ref, version, metric, threshold, states,

@@ -257,7 +257,7 @@ class LiveScorer(Collector):
             live = self._restore(ref, version, metric, threshold, record)
         if live is None:
             _, states = load_detector(self.registry, ref)
-            start = _ms(version.data_end)
+            start = _learnt_until(version)
             live = LiveModel(
                 ref, version, metric, threshold, states,
                 last_ts=np.full(len(states), start, np.int64),
@@ -335,7 +335,7 @@ class LiveScorer(Collector):
             _, states = load_detector(self.registry, ref)
             fresh = LiveModel(
                 ref, version, metric, threshold, states,
-                last_ts=np.full(len(states), _ms(version.data_end), np.int64),
+                last_ts=np.full(len(states), _learnt_until(version), np.int64),
                 latest=np.full(len(states), np.nan),
             )  # fmt: skip
             with self._lock:
@@ -476,6 +476,12 @@ def _millis(column: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_timestamp(column.type):
         column = column.cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
     return np.asarray(column.to_numpy(zero_copy_only=False), np.int64)
+
+
+def _learnt_until(version: ModelVersion) -> int:
+    """The time of the last point a version learnt: its window ``[data_start, data_end)``
+    ends just before ``data_end``."""
+    return NEVER if version.data_end is None else _ms(version.data_end) - 1
 
 
 def _ms(moment: datetime | None) -> int:
