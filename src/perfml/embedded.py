@@ -129,10 +129,13 @@ class EmbeddedSystem:
                 metrics.registry.register(self.live)  # the fleet's scores in the server's /metrics
             app = workspace.serving_app(self.served, metrics=metrics)
             self.server = AppServer(app, serving.host, serving.port, "inference server").start()
-        elif self.live is not None:
-            collectors.append(self.live)
         if parts.intake:
             self._start_intake()
+        if self.live is not None and self.server is None:
+            if self.receiver is not None:  # its /metrics, beside /api/v1/write
+                self.receiver.registry.register(self.live)
+            else:
+                collectors.append(self.live)
         if parts.monitoring:
             self.monitoring = self._make_monitoring(
                 extra_registries=collectors, on_transition=self._on_alert

@@ -240,3 +240,42 @@ def test_a_prometheus_fleet_pages_with_host_metric_and_time(
     assert incident.metrics[0].metric == "node_cpu_busy"
     assert incident.peak_score >= 0.35
     assert incident.start_ms >= now_ms - 60_000
+
+
+def test_perfml_live_scores_what_is_written_and_exports_it_beside_the_receiver(
+    tmp_path: Path,
+) -> None:
+    config, ports = configure(tmp_path)
+    with Workspace(load_settings(config)) as workspace:
+        workspace.store().write(points_of(int(TICKS[0]), TRAIN_END))
+        train(workspace.registry(background_delivery=False), TRAIN_END)
+    argv = [str(Path(sys.executable).parent / "perfml"), "-c", str(config), "live"]
+    process = ServiceProcess("perfml live", argv, tmp_path / "live.log")
+    process.start()
+    base = f"http://127.0.0.1:{ports['receiver']}"
+    process.wait_ready(f"{base}/-/ready", timeout=120)
+    try:
+        keys, body = hour_requests()[0]
+        assert httpx.post(f"{base}/api/v1/write", content=body, headers=HEADERS).status_code == 204
+
+        def exported() -> set[str]:
+            text = httpx.get(f"{base}/metrics").text
+            return {
+                line.split('entity="')[1].split('"')[0]
+                for line in text.splitlines()
+                if line.startswith("perfml_anomaly_score{")
+            }
+
+        assert wait_until(lambda: exported() == set(FLEET.host_names), 30, "every host scored")
+        with pytest.raises(httpx.ConnectError):  # perfml live scores; it does not serve
+            httpx.get(f"http://127.0.0.1:{ports['serving']}/v2/health/live")
+    finally:
+        assert process.process is not None
+        process.process.send_signal(signal.SIGTERM)
+        assert process.process.wait(60) == 0, process.log()
+        process.stop()
+    log = process.log()
+    assert "live loop         scoring cpu@production" in log
+    assert f"remote write      {base}/api/v1/write" in log
+    rows = logged_rows(tmp_path)
+    assert rows.num_rows == len(keys)
