@@ -148,6 +148,15 @@ def seed_series(now_ms: int) -> MemorySeries:
     up[-100:-90] = 0.0  # a short outage, 25 minutes ago
     store.extend("up", {"job": SERVING_JOB, "instance": "127.0.0.1:8080"}, ts, up)
     _seed_latency(store, ts, rng)
+    for index, host in enumerate(("host-0001", "host-0002", "host-0003")):  # the live loop's
+        labels = {"metric": "cpu_util", "entity": host, "model": "cpu"}
+        score = rng.uniform(0.0, 0.2, len(ts))
+        if index == 0:
+            score[-400:-40] = 0.9  # anomalous for an hour and a half, until ten minutes ago
+        store.extend("perfml_anomaly_score", labels, ts, score)
+    store.extend("perfml_anomaly_threshold", {"model": "cpu"}, ts, np.full(len(ts), 0.5))
+    scored = {"model": "cpu", "outcome": "scored"}
+    store.extend("perfml_live_points_total", scored, ts, np.cumsum(np.full(len(ts), 3.0)))
     store.extend("perfml_model_loaded_version", {"model": "cpu-anomaly"}, *_loaded(now_ms))
     months = _grid(now_ms - 400 * DAY_MS, now_ms, 30 * DAY_MS)
     for index, feature in enumerate(FEATURES):

@@ -39,9 +39,13 @@ VOCABULARY = {
     "perfml_job_phase_seconds",
     "perfml_model_loaded_version",
     "ALERTS",
+    "perfml_anomaly_score",
+    "perfml_anomaly_threshold",
+    "perfml_live_points_total",
 }
 """The metric names of DESIGN.md's "One vocabulary for both worlds" (and Prometheus's ALERTS),
-which the exporters of perfml and of a cluster both emit."""
+which the exporters of perfml and of a cluster both emit — with the live loop's, which
+``perfml up`` and a cluster's ``perfml live`` both export."""
 
 
 def test_default_pages_in_navigation_order() -> None:

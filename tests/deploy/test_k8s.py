@@ -197,7 +197,7 @@ def test_every_container_is_non_root_read_only_without_capabilities_and_bounded(
 ) -> None:
     values = DeployValues(serving_engine=engine)  # type: ignore[arg-type]
     specs = pod_specs(render(settings(), values))
-    assert len(specs) == 4  # controller loop, CronJob, dashboard, serving
+    assert len(specs) == 5  # controller loop, CronJob, dashboard, the live scorer, serving
     for spec in specs:
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["runAsUser"] == 10001
@@ -303,13 +303,14 @@ def test_monitors_grafana_and_the_pipeline_are_wired() -> None:
         m["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["replacement"]
         for m in monitors.values()
     }
-    assert jobs == {"perfml-serving", "perfml-jobs"}  # the job labels the rules name
+    # the job labels the rules name; the live scorer's metrics hold the fleet's scores
+    assert jobs == {"perfml-serving", "perfml-jobs", "perfml-live"}
     dashboards = [
         o
         for o in by_kind(objects, "ConfigMap").values()
         if "grafana_dashboard" in o["metadata"]["labels"]
     ]
-    assert len(dashboards) == 5
+    assert len(dashboards) == 6  # one per page of the dashboard, Anomalies among them
     for config_map in dashboards:
         assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
         (text,) = config_map["data"].values()

@@ -487,6 +487,39 @@ def anomalies_page() -> Page:
                 width=24,
             ),
             Panel(
+                "hosts-over-threshold",
+                "Hosts over their threshold, live",
+                ChartKind.TIMESERIES,
+                (
+                    Query(
+                        "count by (model) (perfml_anomaly_score >= on (model) group_left "
+                        "max by (model) (perfml_anomaly_threshold))",
+                        "{{model}}",
+                    ),
+                ),
+                unit="short",
+                note=(
+                    "How many hosts' last point scored at or over the threshold, as the live "
+                    "loop exports it (AnomalyDetected fires per host, FleetAnomalyStorm when "
+                    "many are at once)."
+                ),
+                width=12,
+            ),
+            Panel(
+                "live-points",
+                "Points scored live",
+                ChartKind.TIMESERIES,
+                (
+                    Query(
+                        'sum by (model) (rate(perfml_live_points_total{outcome="scored"}[5m]))',
+                        "{{model}}",
+                    ),
+                ),
+                unit="short",
+                note="Points per second the live loop scored as they arrived, per model.",
+                width=12,
+            ),
+            Panel(
                 "host",
                 "Host",
                 ChartKind.TIMESERIES,

@@ -200,6 +200,7 @@ def render(
         workloads.workspace_claim(values),
         *workloads.controller_objects(chosen, values, digest),
         *workloads.dashboard_objects(chosen, values, digest),
+        *workloads.live_objects(chosen, values, digest),
         *workloads.serving_objects(chosen, values, digest),
         *security.network_policies(
             ns,
@@ -213,6 +214,10 @@ def render(
                 {"matchLabels": dashboard_selector},
                 [workloads.DASHBOARD_PORT],
                 [workloads.JOBS_METRICS_PORT],
+            ),
+            (
+                {"matchLabels": workloads.selector("live")},
+                [chosen.sources.remote_write.port],
             ),
         ),
         monitoring.prometheus_rule(chosen, values, rules),

@@ -21,7 +21,7 @@ from typing import Any
 
 from perfml.alerting.alertmanager import alertmanager_config
 from perfml.alerting.prometheus_config import dump_yaml, rule_groups
-from perfml.alerting.rules import JOBS_JOB, SERVING_JOB, Rule
+from perfml.alerting.rules import JOBS_JOB, LIVE_JOB, SERVING_JOB, Rule
 from perfml.config import Settings
 from perfml.dashboard.grafana import DATASOURCE_INPUT, grafana_dashboards
 from perfml.deploy.values import DeployValues
@@ -76,6 +76,7 @@ def pod_monitors(settings: Settings, values: DeployValues) -> list[Json]:
     return [
         pod_monitor("perfml-serving", values, "serving", "http", SERVING_JOB, interval),
         pod_monitor("perfml-jobs", values, "dashboard", "metrics", JOBS_JOB, interval),
+        pod_monitor("perfml-live", values, "live", "remote-write", LIVE_JOB, interval),
     ]
 
 

@@ -232,10 +232,13 @@ def network_policies(
     labels: Json,
     serving: tuple[Json, list[int]],
     dashboard: tuple[Json, list[int], list[int]],
+    live: tuple[Json, list[int]],
 ) -> list[Json]:
     """Ingress denied to every pod of ``namespace``, then: the serving pods' ports from
     anywhere in the cluster; the dashboard's port from anywhere in the cluster and its metrics
-    ports from ``monitoring_namespace`` only. The controller takes no ingress at all."""
+    ports from ``monitoring_namespace`` only; the live scorer's remote-write port (which also
+    serves its metrics) from anywhere in the cluster, where the fleet's Prometheus may run. The
+    controller takes no ingress at all."""
     anywhere: list[Json] = [{"namespaceSelector": {}}]
     monitoring = [
         {
@@ -246,6 +249,7 @@ def network_policies(
     ]
     serving_selector, serving_ports = serving
     dashboard_selector, dashboard_ports, metrics_ports = dashboard
+    live_selector, live_ports = live
     return [
         _policy("perfml-default-deny-ingress", namespace, labels, {}, []),
         _policy(
@@ -264,5 +268,12 @@ def network_policies(
                 {"from": anywhere, "ports": _ports(dashboard_ports)},
                 {"from": monitoring, "ports": _ports(metrics_ports)},
             ],
+        ),
+        _policy(
+            "perfml-live",
+            namespace,
+            labels,
+            live_selector,
+            [{"from": anywhere, "ports": _ports(live_ports)}],
         ),
     ]

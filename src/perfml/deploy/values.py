@@ -85,12 +85,13 @@ def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> Comp
 class Resources(_Values):
     """Requests and limits per component. ``controller`` also bounds the retraining the
     controller runs in its pod (and in the CronJob's); ``jobs_metrics`` is the job metrics
-    server beside the dashboard."""
+    server beside the dashboard; ``live`` holds every live series' state (about 4 KiB each)."""
 
     serving: ComponentResources = _resources("250m", "512Mi", "2", "1Gi")
     controller: ComponentResources = _resources("500m", "1Gi", "2", "4Gi")
     dashboard: ComponentResources = _resources("100m", "256Mi", "1", "512Mi")
     jobs_metrics: ComponentResources = _resources("50m", "128Mi", "500m", "256Mi")
+    live: ComponentResources = _resources("500m", "1Gi", "2", "4Gi")
 
 
 class Thresholds(_Values):

@@ -13,6 +13,10 @@ Secret :data:`~perfml.deploy.security.SECRET` by reference. Which part runs what
 - ``perfml-dashboard`` (Deployment): ``perfml dashboard`` on :data:`DASHBOARD_PORT`, and beside
   it ``perfml runs serve-metrics`` on :data:`JOBS_METRICS_PORT` (the job metrics Prometheus
   scrapes);
+- ``perfml-live`` (Deployment, one replica, recreated rather than rolled: one process owns the
+  live states' checkpoints and the remote-write log): ``perfml live``, the remote-write
+  receiver Prometheus writes to (``remote_write: [{url: http://perfml-live.NAMESPACE:9201/api/v1/write}]``),
+  the scheduled pulls and the live loop, its scores in the same port's ``/metrics``;
 - serving, per the values' ``serving_engine``: a ``SeldonDeployment`` or a KServe
   ``InferenceService`` (built with :mod:`perfml.serving.engines`'s builders) whose one container
   runs ``perfml serve``, or a plain Deployment and Service. All serve ``serving.models`` by
@@ -45,6 +49,7 @@ CONTROLLER_ACCOUNT = "perfml-controller"
 SERVING = "perfml-serving"
 DASHBOARD = "perfml-dashboard"
 CONTROLLER = "perfml-controller"
+LIVE = "perfml-live"
 DASHBOARD_PORT = 8088
 JOBS_METRICS_PORT = 9102
 FINISHED_JOB_TTL = 86_400
@@ -269,6 +274,23 @@ def dashboard_objects(settings: Settings, values: DeployValues, digest: str | No
         service(
             DASHBOARD, ns, "dashboard", [("http", DASHBOARD_PORT), ("metrics", JOBS_METRICS_PORT)]
         ),
+    ]
+
+
+def live_objects(settings: Settings, values: DeployValues, digest: str | None) -> list[Json]:
+    """The fleet's scorer (``perfml live``) and its Service (see the module)."""
+    ns = values.namespace
+    port = settings.sources.remote_write.port
+    scorer = container(
+        "live", settings, values, ["live", "--host", "0.0.0.0", "--port", str(port)],
+        values.resources.live, [("remote-write", port)],
+    )  # fmt: skip
+    scorer["readinessProbe"] = _http_probe("/-/ready", "remote-write", 5)
+    scorer["livenessProbe"] = _http_probe("/-/ready", "remote-write", 15)
+    template = _template("live", digest, pod_spec([scorer], SERVICE_ACCOUNT))
+    return [
+        deployment(LIVE, ns, "live", 1, template, recreate=True),
+        service(LIVE, ns, "live", [("remote-write", port)]),
     ]
 
 
