@@ -215,7 +215,6 @@ def test_the_backfill_pipeline_compiles_and_scores_a_window_in_kfp_local(
     kfp_local: Path, tmp_path: Path
 ) -> None:
     from anomalies.test_live import TICKS, TRAIN_END, points_of, train
-
     from perfml.config import Settings
     from perfml.pipelines.backfill import build_backfill_pipeline
     from perfml.workspace import Workspace
