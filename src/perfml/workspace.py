@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from perfml.alerting.alerts import Alert
     from perfml.alerting.store import AlertStore
-    from perfml.anomalies import Findings, LiveScorer, ScoreLog
+    from perfml.anomalies import Findings, LiveScorer, ScoreLog, VerdictLog
     from perfml.controller.decisions import DecisionLog
     from perfml.controller.loop import Controller, Policy, Trainer
     from perfml.dashboard.data import DashboardSources
@@ -234,6 +234,23 @@ class Workspace:
         from perfml.alerting.store import AlertStore
 
         return self._once("alerts", lambda: AlertStore(self.metadata()))
+
+    def verdicts(self) -> VerdictLog:
+        """Operators' verdicts on incidents: written through to the store's labelled windows,
+        an expected change silencing ``AnomalyDetected`` of the entity's metrics in the alert
+        store."""
+        from perfml.alerting.dispatch import LabelMatcher
+        from perfml.anomalies import VerdictLog
+
+        def silence(entity: str, metric: str, start: int, end: int, by: str, note: str) -> str:
+            matchers = [
+                LabelMatcher("alertname", "=", "AnomalyDetected"),
+                LabelMatcher("entity", "=", entity),
+                LabelMatcher("metric", "=", metric),
+            ]
+            return self.alerts().add_silence(matchers, start, end, by, note).id
+
+        return self._once("verdicts", lambda: VerdictLog(self.metadata(), self.store(), silence))
 
     def part(self, name: str) -> Any:
         """The part called ``name`` (one of :data:`PARTS`), as a pipeline step is handed it."""
