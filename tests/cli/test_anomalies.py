@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+
 from anomalies.test_live import DAY, FLEET, TICKS, TRAIN_END, points_of, train
 from perfml.cli.app import main
 from perfml.config import Settings
@@ -63,3 +65,79 @@ def test_backfill_then_list_and_show_the_incidents(capsys, tmp_path: Path) -> No
     code, out, err = run(capsys, *ws, "anomalies", "show", first["id"], "--start", late)
     assert code == 2
     assert f"no incident {first['id']!r} between" in err
+
+
+def seed_scores(workspace: Workspace, rows: list[tuple[str, int, float]]) -> None:
+    """(entity, minute, score) points of ``cpu_util`` scored by ``cpu`` at threshold 0.5, each
+    host's series labelled with its group."""
+    minute = 60_000
+    workspace.scores().append_batch(
+        "cpu",
+        pa.table({
+            "model": ["cpu"] * len(rows),
+            "version": [1] * len(rows),
+            "metric": ["cpu_util"] * len(rows),
+            "entity": [e for e, _, _ in rows],
+            "ts": [t * minute for _, t, _ in rows],
+            "value": [1.0] * len(rows),
+            "score": [s for _, _, s in rows],
+            "threshold": [0.5] * len(rows),
+            "written": [1] * len(rows),
+        }),
+    )  # fmt: skip
+    hosts = sorted({e for e, _, _ in rows})
+    workspace.store().write(
+        pa.table({
+            "metric": ["cpu_util"] * len(hosts),
+            "entity": hosts,
+            "ts": pa.array([0] * len(hosts), pa.timestamp("ms", tz="UTC")),
+            "value": [1.0] * len(hosts),
+        }),
+        labels={("cpu_util", h): {"group": h.split("-")[0]} for h in hosts},
+    )  # fmt: skip
+
+
+def test_verdicts_label_the_incidents_and_leave_the_review_queue(capsys, tmp_path: Path) -> None:
+    folder = tmp_path / "ws"
+    with Workspace(Settings(workspace=folder)) as workspace:
+        seed_scores(workspace, [("web-1", 0, 0.9), ("web-2", 0, 0.55), ("db-1", 0, 0.7)])
+    ws = ["-w", str(folder)]
+    code, out, err = run(capsys, *ws, "anomalies", "review", "--json")
+    assert code == 0, err
+    queue = json.loads(out)["queue"]
+    assert [i["entity"] for i in queue] == ["web-2", "db-1", "web-1"]  # nearest the threshold
+    by_host = {i["entity"]: i["id"] for i in queue}
+    code, out, err = run(capsys, *ws, "anomalies", "verdict", by_host["web-2"], "true",
+                         "--by", "ana", "--note", "a runaway job")  # fmt: skip
+    assert code == 0, err
+    assert "true anomaly (by ana)" in out
+    code, out, err = run(capsys, *ws, "anomalies", "verdict", by_host["db-1"], "expected",
+                         "--by", "bo", "--silence", "2h", "--json")  # fmt: skip
+    assert code == 0, err
+    assert len(json.loads(out)["silences"]) == 1
+    code, out, err = run(capsys, *ws, "anomalies", "verdict", by_host["web-2"], "false")
+    assert code == 2
+    assert "already has a verdict: true_anomaly by ana" in err
+    code, out, err = run(capsys, *ws, "anomalies", "verdict", "i-nothing", "true")
+    assert code == 2
+    assert "no incident 'i-nothing'" in err
+    code, out, err = run(capsys, *ws, "anomalies", "review", "--json")
+    assert [i["entity"] for i in json.loads(out)["queue"]] == ["web-1"]
+    with Workspace(Settings(workspace=folder)) as workspace:
+        (window,) = workspace.store().windows()
+        assert (window.metric, window.entity, window.kind) == ("cpu_util", "web-2", "operator")
+        (silence,) = workspace.alerts().silences()
+        assert silence.created_by == "bo"
+        verdict = workspace.verdicts().get(by_host["web-2"])
+        assert verdict is not None
+        assert (verdict.by, verdict.note) == ("ana", "a runaway job")
+    code, out, err = run(capsys, *ws, "anomalies", "coverage", "--min-labels", "1", "--json")
+    assert code == 0, err
+    rows = {(r["metric"], r["group"]): r for r in json.loads(out)["coverage"]}
+    assert rows[("cpu_util", "web")]["anomaly_windows"] == 1
+    assert rows[("cpu_util", "web")]["enough"] is True
+    assert rows[("cpu_util", "db")]["expected_changes"] == 1
+    assert rows[("cpu_util", "db")]["enough"] is False
+    code, out, err = run(capsys, *ws, "anomalies", "coverage")
+    assert code == 0, err
+    assert "too few" in out

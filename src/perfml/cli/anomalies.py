@@ -1,16 +1,20 @@
-"""``perfml anomalies`` and ``perfml score``: what the fleet's scores say, and backfills."""
+"""``perfml anomalies`` and ``perfml score``: what the fleet's scores say, operators' verdicts
+on it, and backfills."""
 
 from __future__ import annotations
 
+import getpass
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from perfml.anomalies import FleetIncident, Incident
+from perfml.anomalies import FleetIncident, Incident, label_coverage, review_queue
 from perfml.anomalies.report import Findings
+from perfml.anomalies.verdicts import DEFAULT_SILENCE, Verdict
 from perfml.cli.state import out, state
 from perfml.errors import UsageError
 from perfml.timeparse import parse_duration, parse_instant
@@ -192,6 +196,128 @@ def show_incident(
     for m, t, v, s in sorted(mine, key=lambda p: (p[1], p[0])):
         points_table.add_row(_iso(t), m, f"{v:.4g}", f"{s:.3f}")
     out.print(points_table)
+
+
+@app.command("verdict")
+def verdict(
+    ctx: typer.Context,
+    incident: str = typer.Argument(..., help="an incident id from `perfml anomalies list`"),
+    kind: str = typer.Argument(
+        ..., metavar="true|false|expected", help="a true anomaly, a false alarm, an expected change"
+    ),
+    by: str | None = typer.Option(None, "--by", help="who says so (default: the OS user)"),
+    note: str = typer.Option("", "--note", help="why, for the record"),
+    silence: str = typer.Option(
+        DEFAULT_SILENCE, "--silence", help="how long an expected change silences the host's metrics"
+    ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Give an incident a verdict: a true anomaly becomes a labelled anomaly window of each of
+    its metrics (the model's quality, the gate and retraining count it); a false alarm leaves
+    its flags false positives; an expected change writes no window and silences AnomalyDetected
+    for the host's metrics."""
+    workspace = state(ctx).parts()
+    found = workspace.find_incidents().get(incident)
+    if found is None:
+        raise NoSuchIncidentError(incident, None, None)
+    if isinstance(found, FleetIncident):
+        raise UsageError(
+            f"{incident} is a fleet incident: give a verdict on each host's incident "
+            f"(`perfml anomalies show {incident}` lists them)"
+        )
+    made = workspace.verdicts().record(
+        found, kind, by=by or getpass.getuser(), note=note, silence_for=silence
+    )
+    if as_json:
+        out.print_json(json.dumps(made.to_json()))
+        return
+    out.print(_said(made))
+
+
+def _said(made: Verdict) -> str:
+    what = made.kind.value.replace("_", " ")
+    said = f"incident {made.incident}: {what} (by {made.by})"
+    if made.windows:
+        return f"{said}; labelled {', '.join(made.metrics)} of {made.entity} as anomalous"
+    if made.silences:
+        return f"{said}; AnomalyDetected of {made.entity} silenced ({len(made.silences)} metrics)"
+    return f"{said}; no anomaly window: its flags count as false positives"
+
+
+@app.command("review")
+def review(
+    ctx: typer.Context,
+    since: str | None = typer.Option(None, "--since", help="a duration back from now, e.g. 7d"),
+    start: str | None = typer.Option(None, "--start", help="first instant (RFC 3339)"),
+    end: str | None = typer.Option(None, "--end", help="instant after the last"),
+    limit: int = typer.Option(20, "--limit", min=1, help="at most this many"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """The incidents nobody has labelled, those a verdict would tell most first (their peak
+    nearest their threshold)."""
+    workspace = state(ctx).parts()
+    findings = workspace.find_incidents(**_window(since, start, end))
+    queue = review_queue(
+        findings.incidents, workspace.verdicts().by_incident(), workspace.store().windows(), limit
+    )
+    if as_json:
+        rows = [_incident_json(item.incident) | {"margin": item.margin} for item in queue]
+        out.print_json(json.dumps({"queue": rows}))
+        return
+    if not queue:
+        out.print("nothing to review: every incident has a verdict or a labelled window")
+        return
+    table = Table("incident", "host", "metrics", "start", "peak score", "over threshold")
+    for item in queue:
+        top = item.incident
+        table.add_row(
+            top.id,
+            top.entity,
+            ", ".join(p.metric for p in top.metrics),
+            _when(top.start),
+            f"{top.peak_score:.3f}",
+            f"{item.margin:.1%}",
+        )
+    out.print(table)
+    out.print("`perfml anomalies verdict INCIDENT true|false|expected` records a verdict")
+
+
+@app.command("coverage")
+def coverage(
+    ctx: typer.Context,
+    metric: list[str] | None = typer.Option(
+        None, "--metric", "-m", help="only this metric (repeat)"
+    ),
+    group_label: str = typer.Option("group", "--group-label", help="the label naming host groups"),
+    min_labels: int = typer.Option(5, "--min-labels", min=1, help="labels enough to judge"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Labels per metric and host group (the series' --group-label label, else all): anomaly
+    windows and false alarms, and the groups with too few to judge a model on."""
+    workspace = state(ctx).parts()
+    rows = label_coverage(
+        workspace.store(),
+        workspace.verdicts().history(),
+        metrics=metric or None,
+        group_label=group_label,
+        min_labels=min_labels,
+    )
+    if as_json:
+        out.print_json(json.dumps({"coverage": [asdict(r) for r in rows]}))
+        return
+    if not rows:
+        out.print("no series in the store")
+        return
+    table = Table(
+        "metric", "host group", "series", "labelled", "anomaly windows", "false alarms",
+        "expected changes", "enough",
+    )  # fmt: skip
+    for r in rows:
+        table.add_row(
+            r.metric, r.group, str(r.series), str(r.labelled_series), str(r.anomaly_windows),
+            str(r.false_alarms), str(r.expected_changes), "yes" if r.enough else "[red]too few[/]",
+        )  # fmt: skip
+    out.print(table)
 
 
 def score(
