@@ -433,7 +433,7 @@ class Workspace:
     def dashboard_sources(self, series: SeriesSource | None = None) -> DashboardSources:
         """What the dashboard reads: ``series`` (live) or perfml's recorded metrics as flushed
         to the telemetry store, the run history, the registry, the alerts, the controller's
-        decisions, the score log and the store's labelled windows."""
+        decisions, the score log, the store's labelled windows and the verdicts."""
         from perfml.dashboard.data import DashboardSources, IncidentOptions
         from perfml.recording.recorder import MetricsStore
         from perfml.timeparse import parse_duration
@@ -447,6 +447,7 @@ class Workspace:
             decisions=self.decisions(),
             scores=self.scores(),
             labels=self.store(),
+            verdicts=self.verdicts(),
             incidents=IncidentOptions(
                 gap_ms=int(parse_duration(live.incident_gap).total_seconds() * 1000),
                 fleet_fraction=live.fleet_fraction,

@@ -5,7 +5,8 @@ Three readers, registered in :data:`perfml.dashboard.data.READERS`:
 - the **heatmap** (:func:`heatmap`): hosts × time buckets, each cell the highest score over
   its threshold (``score / threshold``: 1 is the threshold) across the host's metrics, the
   hosts of the highest peaks first, at most ``max_hosts`` of them and a count of the rest;
-- the **incidents** (:func:`incident_rows`): newest first, a host's incident with its metrics
+- the **incidents** (:func:`incident_rows`), with a verdict to give on each host's
+  (:mod:`perfml.dashboard.verdicts`): newest first, a host's incident with its metrics
   ranked by their peak, a fleet-wide event as one row with its number of hosts;
 - the **host view** (:func:`host_view`): each metric of one host, its values, its scores and
   the threshold, with the labelled windows and the detected incidents as spans.
@@ -232,11 +233,13 @@ def _score(value: float) -> str:
     return f"{value:.3g}"
 
 
-def incident_rows(found: Findings, *, limit: int = 500) -> tuple[list[list[Any]], list[str]]:
+def incident_rows(
+    found: Findings, *, limit: int = 500
+) -> tuple[list[list[Any]], list[str], list[str]]:
     """The incidents of ``found``, newest first: a row per host incident, ``host, metrics (by
     peak), start, peak, end, peak score, fleet``, and one per fleet incident in place of its
-    members; and the host each row links to (``""``: a fleet row)."""
-    entries: list[tuple[int, list[Any], str]] = []
+    members; the host each row links to and the incident's id (``""``: a fleet row)."""
+    entries: list[tuple[int, list[Any], str, str]] = []
     for incident in found.incidents:
         if incident.fleet is not None:
             continue  # shown by its fleet incident's row
@@ -254,6 +257,7 @@ def incident_rows(found: Findings, *, limit: int = 500) -> tuple[list[list[Any]]
                     "",
                 ],
                 incident.entity,
+                incident.id,
             )
         )
     for fleet in found.fleets:
@@ -270,11 +274,12 @@ def incident_rows(found: Findings, *, limit: int = 500) -> tuple[list[list[Any]]
                     f"fleet incident ({fleet.entities} hosts)",
                 ],
                 "",
+                "",
             )
         )
     entries.sort(key=lambda entry: (entry[0], entry[2]), reverse=True)
     kept = entries[:limit]
-    return [row for _, row, _ in kept], [host for _, _, host in kept]
+    return [e[1] for e in kept], [e[2] for e in kept], [e[3] for e in kept]
 
 
 @READERS.register_focused(Source.INCIDENTS)
@@ -287,16 +292,25 @@ def read_incidents(
         return {"columns": columns, "rows": [], "message": NOT_CONNECTED}
     if not log.models():
         return {"columns": columns, "rows": [], "message": NO_SCORES}
-    rows, hosts = incident_rows(findings(sources, log, window, focus), limit=sources.max_rows)
+    rows, hosts, ids = incident_rows(findings(sources, log, window, focus), limit=sources.max_rows)
     links = [[row, 0, host_link(host, window, focus)] for row, host in enumerate(hosts) if host]
     fleet_rows = [row for row, host in enumerate(hosts) if not host]
-    return {
+    answer: Json = {
         "columns": columns,
         "rows": rows,
         "links": links,
         "marked": fleet_rows,
         "message": None if rows else NO_INCIDENTS,
     }
+    if sources.verdicts is not None:
+        given = sources.verdicts.by_incident()
+        # [row, incident id, its verdict or None]: the page offers a verdict on each host row.
+        answer["verdicts"] = [
+            [row, found, given[found].kind.value if found in given else None]
+            for row, found in enumerate(ids)
+            if found
+        ]
+    return answer
 
 
 # -- one host ------------------------------------------------------------------------------

@@ -9,8 +9,12 @@ that ends at its latest data (the Anomalies page) ends there when ``end`` is not
 browser draws and refreshes every ``refresh_seconds``.
 
 Routes: ``/`` (the first page), ``/{page}``, ``/api/pages``, ``/api/panels/{page}``,
-``/static/...``, ``/healthz``. A :class:`~perfml.dashboard.errors.DashboardError` answers its
-``status_code`` with ``{"error": message}``.
+``/static/...``, ``/healthz``, and the two that write, both taking JSON only (a cross-site
+form cannot send it without the browser asking first): ``POST /api/incidents/{id}/verdict``
+and ``POST /api/verdicts/alertmanager`` (:mod:`perfml.dashboard.verdicts`). A
+:class:`~perfml.dashboard.errors.DashboardError` or a verdict's
+:class:`~perfml.anomalies.VerdictError` answers its ``status_code`` with
+``{"error": message}``.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ import html
 from importlib import resources
 from pathlib import Path
 from string import Template
-from typing import Final
+from typing import Any, Final
 
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -28,10 +33,14 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from perfml.alerting.notify import WebhookPayload
+from perfml.anomalies import VerdictError
+from perfml.anomalies.verdicts import DEFAULT_SILENCE
 from perfml.dashboard.anomalies import latest_score_ms
 from perfml.dashboard.data import DashboardSources, Focus, TimeRange, page_data
-from perfml.dashboard.errors import DashboardError
+from perfml.dashboard.errors import DashboardError, NotJsonError
 from perfml.dashboard.panels import Dashboard, Page, default_dashboard
+from perfml.dashboard.verdicts import verdict_on, verdicts_from_alertmanager
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
 TEMPLATES_DIR: Final = Path(__file__).parent / "templates"
@@ -129,6 +138,26 @@ def create_app(
             plotly_path, media_type="text/javascript", headers={"Cache-Control": PLOTLY_CACHE}
         )
 
+    async def give_verdict(request: Request) -> JSONResponse:
+        body = await _json_body(request)
+        made = verdict_on(
+            sources,
+            request.path_params["incident"],
+            str(body.get("verdict", "")),
+            by=request.headers.get("x-forwarded-user") or _text(body.get("by")),
+            note=_text(body.get("note")) or "",
+            silence=_text(body.get("silence")) or DEFAULT_SILENCE,
+        )
+        return JSONResponse(made.to_json(), status_code=201)
+
+    async def alertmanager(request: Request) -> JSONResponse:
+        body = await _json_body(request)
+        try:
+            payload = WebhookPayload.model_validate(body)
+        except ValidationError as exc:
+            raise NotJsonError(f"not an Alertmanager webhook payload (version 4): {exc}") from None
+        return JSONResponse(verdicts_from_alertmanager(sources, payload).to_json())
+
     def healthz(request: Request) -> Response:
         return Response("ok", media_type="text/plain")
 
@@ -137,6 +166,10 @@ def create_app(
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": str(exc)}, status_code=status)
         return HTMLResponse(f"<h1>{status}</h1><p>{html.escape(str(exc))}</p>", status_code=status)
+
+    async def on_verdict_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, VerdictError) else 500
+        return JSONResponse({"error": str(exc)}, status_code=status)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -149,8 +182,32 @@ def create_app(
             Route("/healthz", healthz),
             Route("/api/pages", pages),
             Route("/api/panels/{page}", panels),
+            Route("/api/incidents/{incident}/verdict", give_verdict, methods=["POST"]),
+            Route("/api/verdicts/alertmanager", alertmanager, methods=["POST"]),
             Route("/", page),
             Route("/{page}", page),
         ],
-        exception_handlers={DashboardError: on_dashboard_error, HTTPException: on_http_error},
+        exception_handlers={
+            DashboardError: on_dashboard_error,
+            VerdictError: on_verdict_error,
+            HTTPException: on_http_error,
+        },
     )
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object; anything else (a form, a bad body) is refused."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise NotJsonError(f"content type {kind or 'none'!r}: send application/json")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise NotJsonError("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise NotJsonError("the body is not a JSON object")
+    return body
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

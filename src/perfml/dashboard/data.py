@@ -27,7 +27,7 @@ from typing import Any, Final, Protocol
 
 from perfml import promql
 from perfml.alerting.store import AlertStore
-from perfml.anomalies import ScoreLog
+from perfml.anomalies import ScoreLog, VerdictLog
 from perfml.controller.decisions import DecisionLog
 from perfml.dashboard.errors import BadRangeError
 from perfml.dashboard.panels import UNITS, ChartKind, Page, Panel, Source
@@ -180,6 +180,8 @@ class DashboardSources:
     decisions: DecisionLog | None = None
     scores: ScoreLog | None = None
     labels: LabelSource | None = None
+    verdicts: VerdictLog | None = None
+    """Operators' verdicts on incidents: the incidents table offers to give one."""
     incidents: IncidentOptions = field(default_factory=IncidentOptions)
     evaluate: RangeEvaluator | None = None
     """PromQL's range query; None is :func:`perfml.promql.evaluate_range`."""

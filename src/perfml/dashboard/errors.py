@@ -49,3 +49,12 @@ class BadRangeError(DashboardError):
     def __init__(self, what: str, value: object, problem: str) -> None:
         self.what, self.value, self.problem = what, value, problem
         super().__init__(f"{what} {value!r}: {problem}")
+
+
+class NotJsonError(DashboardError):
+    """A request that writes was not the JSON object it must be."""
+
+    status_code = 400
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)

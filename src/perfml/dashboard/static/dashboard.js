@@ -179,6 +179,45 @@
     return String(value);
   }
 
+  const VERDICTS = [
+    ["true_anomaly", "true anomaly"],
+    ["false_alarm", "false alarm"],
+    ["expected_change", "expected change"],
+  ];
+
+  // A verdict given is shown as text; otherwise a button per verdict POSTs it (as JSON) for
+  // the row's incident, then the page reloads its panels.
+  function verdictCell(td, entry) {
+    if (!entry) return;
+    td.className = "verdict";
+    if (entry.given) {
+      td.textContent = entry.given.replace(/_/g, " ");
+      return;
+    }
+    VERDICTS.forEach(function (choice) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = choice[1];
+      button.dataset.verdict = choice[0];
+      button.dataset.incident = entry.id;
+      button.addEventListener("click", async function () {
+        td.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
+        const response = await fetch("/api/incidents/" + encodeURIComponent(entry.id) + "/verdict", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ verdict: choice[0] }),
+        });
+        if (!response.ok) {
+          const data = await response.json().catch(function () { return {}; });
+          statusLine.textContent = "verdict not recorded: " + (data.error || response.status);
+          return;
+        }
+        load();
+      });
+      td.appendChild(button);
+    });
+  }
+
   function drawTable(el, panel) {
     clear(el);
     const table = document.createElement("table");
@@ -195,6 +234,15 @@
     const links = new Map((panel.links || []).map(function (l) { return [l[0] + ":" + l[1], l[2]]; }));
     // panel.marked: the rows to set apart (e.g. fleet incidents).
     const marked = new Set(panel.marked || []);
+    // panel.verdicts: [row, incident id, its verdict or null] of the rows that take a verdict.
+    const verdicts = panel.verdicts
+      ? new Map(panel.verdicts.map(function (v) { return [v[0], { id: v[1], given: v[2] }]; }))
+      : null;
+    if (verdicts) {
+      const th = document.createElement("th");
+      th.textContent = "verdict";
+      head.appendChild(th);
+    }
     panel.rows.forEach(function (row, r) {
       const tr = tbody.insertRow();
       if (marked.has(r)) tr.className = "marked";
@@ -211,6 +259,7 @@
         }
         if (flagged.has(r + ":" + c)) td.className = "flagged";
       });
+      if (verdicts) verdictCell(tr.insertCell(), verdicts.get(r));
     });
     el.appendChild(table);
     el.dataset.mode = "table";
