@@ -329,3 +329,35 @@ def test_the_drift_page_lists_the_controllers_decisions(
         "refused: f1 0.71 < 0.80",
     ]
     assert rows[1][6:8] == ["cpu:2", "passed"]
+
+
+def test_a_verdict_button_labels_the_incident(browser: Any, tmp_path: Path) -> None:
+    from perfml.anomalies import VerdictLog
+    from perfml.featurestore import FeatureStore
+
+    now_ms = int(time.time() * 1000)
+    log, labels = anomaly_seeding.small_log(tmp_path / "scores", now_ms)
+    with MetadataDatabase(f"sqlite:///{tmp_path / 'metadata.db'}") as database:
+        verdicts = VerdictLog(database, FeatureStore(tmp_path / "store"))
+        sources = DashboardSources(scores=log, labels=labels, verdicts=verdicts)
+        with DashboardServer(sources, refresh_seconds=0) as server:
+            page, problems = open_page(browser, f"{server.url}/anomalies")
+            try:
+                row = page.locator("#body-incidents tr", has_text="host-0001")
+                row.locator("button[data-verdict=true_anomaly]").click()
+                page.wait_for_function(
+                    "() => Number(document.body.dataset.loads) >= 2", timeout=15_000
+                )
+                shown = page.locator("#body-incidents tr", has_text="host-0001")
+                cell = shown.locator("td.verdict").inner_text()
+            finally:
+                page.close()
+        assert problems.console == []
+        assert problems.failed == []
+        assert cell == "true anomaly"
+        (given,) = verdicts.history()
+        assert (given.entity, given.kind.value, given.by) == ("host-0001", "true_anomaly",
+                                                              "dashboard")  # fmt: skip
+        assert {w.metric for w in verdicts.store.windows(entities=["host-0001"])} == {
+            "cpu_util", "memory_util",
+        }  # fmt: skip
