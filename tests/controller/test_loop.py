@@ -10,7 +10,7 @@ pipeline on the local runner once.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,6 +111,7 @@ class InProcessTrainer:
         self.thresholds: list[MetricThreshold] = workspace.gate_thresholds()
         self.kind: str | None = None
         self.calls: list[tuple[datetime, datetime]] = []
+        self.refreshed: list[list[str] | None] = []
 
     def fit_and_register(
         self, kind: str, params: dict[str, Any], start: datetime, split: datetime
@@ -131,9 +132,16 @@ class InProcessTrainer:
         )  # fmt: skip
 
     def __call__(
-        self, production: ModelVersion, start: datetime, end: datetime, policy: Policy
+        self,
+        production: ModelVersion,
+        start: datetime,
+        end: datetime,
+        policy: Policy,
+        *,
+        refresh: Sequence[str] | None = None,
     ) -> TrainingOutcome:
         self.calls.append((start, end))
+        self.refreshed.append(None if refresh is None else list(refresh))
         split = split_instant(start.isoformat(), end.isoformat(), policy.holdout)
         kind = self.kind or production.detector
         version = self.fit_and_register(
@@ -263,7 +271,7 @@ def test_a_failed_retrain_leaves_production_serving(
     loop, _ = controller
     before = production(loop)
 
-    def broken(*_: Any) -> TrainingOutcome:
+    def broken(*_: Any, **__: Any) -> TrainingOutcome:
         raise RuntimeError("the training run was killed")
 
     loop.trainer = broken
