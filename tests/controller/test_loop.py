@@ -234,6 +234,20 @@ def test_drift_retrains_and_promotes_a_better_candidate(workspace: Workspace) ->
     assert gate["candidate"]["nab_standard"] > gate["baseline"]["nab_standard"]
 
 
+def test_drift_over_the_fleet_retrains_every_series(
+    controller: tuple[Controller, InProcessTrainer],
+) -> None:
+    loop, trainer = controller
+    trainer.kind = Silent.name
+    (decision,) = loop.run_once(MARCH_END)
+    assert decision.figures["drift"][METRIC] > 0.1
+    assert decision.rule == "fleet"
+    assert decision.reasons[0].startswith("drift high in 2024-03 over the fleet: ")
+    assert trainer.refreshed == [None]  # every state learnt afresh, as before
+    assert decision.entity_share is not None  # measured all the same, and listed
+    assert decision.figures["entities"]["judged"] == 8
+
+
 def test_drift_with_a_worse_candidate_keeps_production(
     controller: tuple[Controller, InProcessTrainer],
 ) -> None:
