@@ -277,14 +277,14 @@ def _cast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 )
 def train(
     batches: Path,
-    registry: ModelRegistry,
     detector: str,
     detector_params: dict[str, Any],
     train_workers: int,
     train_chunk_rows: int,
-    keep_from: str | None,
-    refresh: list[str] | None,
     model_file: Path,
+    registry: ModelRegistry | None = None,
+    keep_from: str | None = None,
+    refresh: list[str] | None = None,
 ) -> dict[str, Any]:
     """Learn one state per entity, each from its own history in the stream of batches, and
     the fleet prior that summarises them (see the module's docstring); save the states.
@@ -327,12 +327,14 @@ def train(
 
 
 def kept_states(
-    registry: ModelRegistry, keep_from: str | None, refresh: list[str] | None
+    registry: ModelRegistry | None, keep_from: str | None, refresh: list[str] | None
 ) -> tuple[SeriesStates, list[str]] | None:
     """The states of version ``keep_from`` and its entities to keep: all but ``refresh``
     (None without ``keep_from``)."""
     if keep_from is None:
         return None
+    if registry is None:
+        raise TrainingError(f"keeping the states of {keep_from} needs the registry")
     from perfml.registry.detector_versions import load_detector
 
     _, states = load_detector(registry, keep_from)
