@@ -238,6 +238,15 @@ class ControllerSettings(_Strict):
     method: str = Field("kl", pattern=r"^(kl|psi|js|wasserstein)$")
     threshold: float = Field(0.1, gt=0)
     min_points: int = Field(100, ge=1)
+    entity_fraction: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="retrain when more than this share of the entities judged has drifted",
+    )
+    min_entity_points: int = Field(
+        100, ge=1, description="an entity is judged with this many points in both windows"
+    )
     cooldown: str = "7d"
     max_retrains: int = Field(3, ge=1)
     retrain_period: str = "30d"
@@ -611,6 +620,11 @@ controller:
   threshold: 0.1
   # Fewer points of a feature in the window: not judged.
   min_points: 100
+  # Also per entity: retrain the drifted entities' series (keeping the others') when more
+  # than this share of the entities has a series over the threshold; an entity with fewer
+  # than min_entity_points points in the window or in the training window is not judged.
+  entity_fraction: 0.2
+  min_entity_points: 100
   # No retrain within this long of the last; at most max_retrains per retrain_period.
   cooldown: 7d
   max_retrains: 3

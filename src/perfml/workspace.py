@@ -334,7 +334,12 @@ class Workspace:
         production version's detector and parameters, promoting through the gate."""
 
         def retrain(
-            production: ModelVersion, start: datetime, end: datetime, policy: Policy
+            production: ModelVersion,
+            start: datetime,
+            end: datetime,
+            policy: Policy,
+            *,
+            refresh: Sequence[str] | None = None,
         ) -> TrainingOutcome:
             request = TrainingRequest(
                 detector=production.detector,
@@ -346,6 +351,8 @@ class Workspace:
                 holdout=policy.holdout,
                 promote=True,
                 alias=policy.alias,
+                keep_from=None if refresh is None else production.ref,
+                refresh=refresh,
             )
             return self.train(request).outcome
 

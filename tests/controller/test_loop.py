@@ -10,7 +10,7 @@ pipeline on the local runner once.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,6 +111,7 @@ class InProcessTrainer:
         self.thresholds: list[MetricThreshold] = workspace.gate_thresholds()
         self.kind: str | None = None
         self.calls: list[tuple[datetime, datetime]] = []
+        self.refreshed: list[list[str] | None] = []
 
     def fit_and_register(
         self, kind: str, params: dict[str, Any], start: datetime, split: datetime
@@ -131,9 +132,16 @@ class InProcessTrainer:
         )  # fmt: skip
 
     def __call__(
-        self, production: ModelVersion, start: datetime, end: datetime, policy: Policy
+        self,
+        production: ModelVersion,
+        start: datetime,
+        end: datetime,
+        policy: Policy,
+        *,
+        refresh: Sequence[str] | None = None,
     ) -> TrainingOutcome:
         self.calls.append((start, end))
+        self.refreshed.append(None if refresh is None else list(refresh))
         split = split_instant(start.isoformat(), end.isoformat(), policy.holdout)
         kind = self.kind or production.detector
         version = self.fit_and_register(
@@ -226,6 +234,20 @@ def test_drift_retrains_and_promotes_a_better_candidate(workspace: Workspace) ->
     assert gate["candidate"]["nab_standard"] > gate["baseline"]["nab_standard"]
 
 
+def test_drift_over_the_fleet_retrains_every_series(
+    controller: tuple[Controller, InProcessTrainer],
+) -> None:
+    loop, trainer = controller
+    trainer.kind = Silent.name
+    (decision,) = loop.run_once(MARCH_END)
+    assert decision.figures["drift"][METRIC] > 0.1
+    assert decision.rule == "fleet"
+    assert decision.reasons[0].startswith("drift high in 2024-03 over the fleet: ")
+    assert trainer.refreshed == [None]  # every state learnt afresh, as before
+    assert decision.entity_share is not None  # measured all the same, and listed
+    assert decision.figures["entities"]["judged"] == 8
+
+
 def test_drift_with_a_worse_candidate_keeps_production(
     controller: tuple[Controller, InProcessTrainer],
 ) -> None:
@@ -263,7 +285,7 @@ def test_a_failed_retrain_leaves_production_serving(
     loop, _ = controller
     before = production(loop)
 
-    def broken(*_: Any) -> TrainingOutcome:
+    def broken(*_: Any, **__: Any) -> TrainingOutcome:
         raise RuntimeError("the training run was killed")
 
     loop.trainer = broken

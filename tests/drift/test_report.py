@@ -10,7 +10,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from perfml.drift import DEFAULT_THRESHOLDS, between, compare, drift_report
+from perfml.drift import (
+    DEFAULT_THRESHOLDS,
+    between,
+    compare,
+    drift_report,
+    entity_drift,
+    window_of,
+)
 from perfml.drift.errors import EmptyReferenceError, UnknownMeasureError
 from perfml.featurestore import FeatureStore
 from perfml.sources.fleet import METRICS
@@ -129,3 +136,21 @@ def test_other_metrics_recorded_later_do_not_stretch_the_windows(tmp_path: Path)
     )  # fmt: skip
     report = drift_report(store, between("2024-01-01", "2024-02-01"), metrics=["cpu"])
     assert [w.label for w in report.windows] == ["2024-02", "2024-03"]
+
+
+def test_the_drift_per_entity_of_one_window_is_the_reports(drifted_fleet) -> None:
+    fleet, store = drifted_fleet
+    (event,) = fleet.drift_events
+    report = drift_report(store, REFERENCE, methods=["kl"], metrics=["cpu_util"], per_entity=True)
+    changed = window_of(event.start, "monthly")
+    found = entity_drift(store, REFERENCE, changed, ["cpu_util"], min_points=100)
+    assert {f.entity for f in found.figures} == set(fleet.host_names)
+    for figure in found.figures:
+        assert figure.value == report.value("cpu_util", changed.label, entity=figure.entity)
+    assert found.judged == sorted(fleet.host_names)
+    assert set(event.hosts) <= set(found.drifted)
+    assert found.share == len(found.drifted) / len(fleet.host_names)
+    # an hourly month has about 720 points: at 1000 no host is judged, and none drifted
+    strict = entity_drift(store, REFERENCE, changed, ["cpu_util"], min_points=1000)
+    assert (strict.judged, strict.drifted, strict.share) == ([], [], 0.0)
+    assert strict.short == sorted(fleet.host_names)

@@ -180,7 +180,8 @@ def test_the_training_pipeline_compiles_to_valid_jobs(
     # the steps open the store and the registry of the workspace their pod's perfml.yaml names
     assert specs["query"]["parts"]["inputs"] == {"store": "store"}
     assert specs["register"]["parts"]["inputs"] == {"registry": "registry", "store": "store"}
-    assert "parts" not in specs["train"]
+    # train reads the registry only to keep a version's states (keep_from)
+    assert specs["train"]["parts"]["inputs"] == {"registry": "registry"}
     source = specs["register"]["parts"]["source"]
     assert source["factory"] == "perfml.workspace:open_job_workspace"
     assert source["config"]["config_file"] == "/etc/perfml.yaml"

@@ -120,6 +120,25 @@ class Decision:
             recorded_at=time.time(),
         )
 
+    @property
+    def rule(self) -> str | None:
+        """The drift rule that made it retrain: ``fleet`` (a feature over the whole fleet) or
+        ``entities`` (the share of entities with a drifted series); None if none fired."""
+        found = self.figures.get("rule")
+        return None if found is None else str(found)
+
+    @property
+    def drifted_entities(self) -> list[str]:
+        """The entities with a series over the threshold in the window (the first
+        ``figures["entities"]["drifted_count"]`` listed)."""
+        return [str(e) for e in dict(self.figures.get("entities") or {}).get("drifted", ())]
+
+    @property
+    def entity_share(self) -> float | None:
+        """The drifted entities' share of those judged; None before it was measured."""
+        found = dict(self.figures.get("entities") or {}).get("share")
+        return None if found is None else float(found)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,

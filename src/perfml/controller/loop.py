@@ -5,16 +5,21 @@ For each served model, a check of the latest complete window (a calendar month b
 1. **decided already?** The model has one decision per window (:class:`DecisionLog`): a second
    check of the same window returns the first decision and does nothing;
 2. **drift**: each of the model's features in the window against the production version's
-   training window (:func:`perfml.drift.drift_report`); too few points in the window →
-   ``insufficient_data``; every feature at or under the threshold → ``no_drift``;
+   training window, over the whole fleet (:func:`perfml.drift.drift_report`) and per entity
+   (:func:`perfml.drift.entity_drift`, what ``perfml drift report --per-entity`` measures);
+   too few points in the window → ``insufficient_data``; every feature at or under the
+   threshold over the fleet, and at most ``entity_fraction`` of the entities judged with a
+   series over it → ``no_drift``. The decision names the rule that fired (``fleet`` or
+   ``entities``), the drifted entities and their share;
 3. **limits**: drift is high, but the model was retrained within the cooldown → ``cooldown``,
    or has had ``max_retrains`` in the period → ``budget_exhausted``;
 4. **retrain**: the training pipeline runs on the most recent data (``training_window`` up to
-   the window's end) with the production version's detector and parameters, registers the
-   candidate and promotes it through the registry's gate, which scores candidate and production
-   on the same held-out recent window → ``promoted``, or ``kept`` ("drift high but the candidate
-   did not clear the gate: kept production", naming the figures it missed) with the gate's
-   figures;
+   the window's end) with the production version's detector and parameters — when only the
+   share of entities fired, the candidate refreshes the drifted entities' states and keeps
+   production's for the others — registers the candidate and promotes it through the
+   registry's gate, which scores candidate and production on the same held-out recent window
+   → ``promoted``, or ``kept`` ("drift high but the candidate did not clear the gate: kept
+   production", naming the figures it missed) with the gate's figures;
 5. **failure** anywhere (drift, the run, the gate) → ``failed`` with the error; the alias is
    moved only by a promotion that passed, so production keeps serving the old version.
 
@@ -37,8 +42,10 @@ from perfml.config import ControllerSettings, ServingSettings
 from perfml.controller.decisions import Action, Decision, DecisionLog
 from perfml.drift import (
     DriftReport,
+    EntityDrift,
     QualityReport,
     drift_report,
+    entity_drift,
     quality_report,
     training_window,
     window_of,
@@ -53,6 +60,15 @@ from perfml.timeparse import parse_duration, to_epoch_ms
 
 log = logging.getLogger(__name__)
 
+LISTED_ENTITIES = 1000
+"""The drifted entities a decision's figures list by name; past them, a count."""
+NAMED_ENTITIES = 20
+"""The drifted entities a decision's reason names; past them, a count."""
+FLEET = "fleet"
+"""The rule that fires on a feature's drift over the whole fleet."""
+ENTITIES = "entities"
+"""The rule that fires on the share of entities with a series over the threshold."""
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -62,6 +78,8 @@ class Policy:
     method: str = "kl"
     threshold: float = 0.1
     min_points: int = 100
+    entity_fraction: float = 0.2
+    min_entity_points: int = 100
     cooldown: timedelta = timedelta(days=7)
     max_retrains: int = 3
     retrain_period: timedelta = timedelta(days=30)
@@ -77,6 +95,8 @@ class Policy:
             method=found.method,
             threshold=found.threshold,
             min_points=found.min_points,
+            entity_fraction=found.entity_fraction,
+            min_entity_points=found.min_entity_points,
             cooldown=parse_duration(found.cooldown),
             max_retrains=found.max_retrains,
             retrain_period=parse_duration(found.retrain_period),
@@ -90,10 +110,17 @@ class Policy:
 class Trainer(Protocol):
     """Runs the training pipeline on ``[start, end)`` for ``production``'s model and
     promotes the candidate through the gate (a workspace's is
-    :meth:`perfml.workspace.Workspace.trainer`)."""
+    :meth:`perfml.workspace.Workspace.trainer`). With ``refresh``, the candidate holds fresh
+    states for those entities and production's, unchanged, for the others it had."""
 
     def __call__(
-        self, production: ModelVersion, start: datetime, end: datetime, policy: Policy
+        self,
+        production: ModelVersion,
+        start: datetime,
+        end: datetime,
+        policy: Policy,
+        *,
+        refresh: Sequence[str] | None = None,
     ) -> TrainingOutcome: ...
 
 
@@ -233,15 +260,29 @@ class Controller:
                 Action.INSUFFICIENT_DATA,
                 f"fewer than {policy.min_points} points in {window.label} for {', '.join(short)}",
             )
+        entities = entity_drift(
+            self.store, reference, window, production.features, method=policy.method,
+            threshold=policy.threshold, min_points=policy.min_entity_points,
+        )  # fmt: skip
+        figures["entities"] = entity_figures(entities, policy.entity_fraction)
+        share = share_summary(entities, policy.entity_fraction)
         over = {f: v for f, v in drift.items() if v > policy.threshold}
-        if not over:
+        refresh: list[str] | None = None
+        if over:
+            figures["rule"] = FLEET
+            why = ", ".join(f"{f} {policy.method} {v:.4g}" for f, v in sorted(over.items()))
+            high = f"drift high in {window.label} over the fleet: {why} > {policy.threshold:g}"
+        elif entities.share > policy.entity_fraction:
+            figures["rule"] = ENTITIES
+            refresh = entities.drifted
+            high = f"drift high in {window.label} for a share of the entities: {share}"
+        else:
             worst = max(drift.items(), key=lambda item: item[1])
             return decided(
                 Action.NO_DRIFT,
                 f"{policy.method} at most {worst[1]:.4g} ({worst[0]}) <= {policy.threshold:g}",
+                f"entities: {share}",
             )
-        why = ", ".join(f"{f} {policy.method} {v:.4g}" for f, v in sorted(over.items()))
-        high = f"drift high in {window.label}: {why} > {policy.threshold:g}"
         retrains = self.decisions.retrains(name, to_epoch_ms(at - policy.retrain_period))
         recent = [d for d in retrains if d.at_ms >= to_epoch_ms(at - policy.cooldown)]
         if recent:
@@ -254,7 +295,7 @@ class Controller:
                 f"{policy.max_retrains}",
             )
         start = window.end_time - policy.training_window
-        done = self.trainer(production, start, window.end_time, policy)
+        done = self.trainer(production, start, window.end_time, policy, refresh=refresh)
         figures["gate"] = None if done.gate is None else done.gate.model_dump(mode="json")
         figures["training_window"] = [start.isoformat(), window.end_time.isoformat()]
         if done.promoted == policy.alias:
@@ -271,6 +312,38 @@ class Controller:
             candidate=done.ref,
             run_id=done.run_id,
         )
+
+
+def entity_figures(entities: EntityDrift, fraction: float) -> dict[str, Any]:
+    """What a decision records of the drift per entity: the drifted entities (the first
+    :data:`LISTED_ENTITIES` by name), how many, of how many judged, their share and the
+    fraction it is compared with."""
+    drifted = entities.drifted
+    return {
+        "drifted": drifted[:LISTED_ENTITIES],
+        "drifted_count": len(drifted),
+        "judged": len(entities.judged),
+        "not_judged": len(entities.short),
+        "share": entities.share,
+        "fraction": fraction,
+        "min_points": entities.min_points,
+    }
+
+
+def share_summary(entities: EntityDrift, fraction: float) -> str:
+    """``3 of 30 entities (10%) over kl 0.1, at most 20%: host-a, host-b, host-c``, the
+    first :data:`NAMED_ENTITIES` named and the rest counted."""
+    drifted = entities.drifted
+    comparison = ">" if entities.share > fraction else "<="
+    found = (
+        f"{len(drifted)} of {len(entities.judged)} entities ({entities.share:.0%}) over "
+        f"{entities.method} {entities.threshold:g}, {comparison} {fraction:.0%}"
+    )
+    if drifted:
+        found += ": " + ", ".join(drifted[:NAMED_ENTITIES])
+        if len(drifted) > NAMED_ENTITIES:
+            found += f" and {len(drifted) - NAMED_ENTITIES} more"
+    return found
 
 
 def latest_complete_window(at: datetime, every: str) -> Window:

@@ -245,6 +245,28 @@ class SeriesStates:
             bank = [self.prior.copy() if row == PRIOR else self.bank[row].copy() for row in rows]
         return SeriesStates(self.detector, names, bank, self.prior.copy())
 
+    def keeping(self, other: SeriesStates, entities: Iterable[str]) -> SeriesStates:
+        """Independent copies of these states, except that each of ``entities`` ``other``
+        holds has ``other``'s state, byte for byte (added after these series if it is not one
+        of them); the prior is this one's. Both must be of one detector kind and parameters.
+        """
+        mine, theirs = self.detector, other.detector
+        if (theirs.name, theirs.params) != (mine.name, mine.params):
+            raise ValueError(
+                f"cannot keep states of {theirs.name} in states of {mine.name}"
+                " with other parameters"
+            )
+        kept = [entity for entity in dict.fromkeys(entities) if entity in other]
+        taken = set(kept)
+        order = self.entities + [entity for entity in kept if entity not in self]
+        merged = SeriesStates.concat(
+            [self.subset([e for e in self.entities if e not in taken]), other.subset(kept)]
+        )
+        found = merged.subset(order)
+        found.detector = self.detector
+        found.prior = self.prior.copy()
+        return found
+
     def _writable(self) -> None:
         if isinstance(self.bank, dict) and any(
             not array.flags.writeable or isinstance(array, np.memmap)

@@ -7,6 +7,7 @@ shards by entity. Model-quality drift comes from the labelled feedback the serve
 """
 
 from perfml.drift.collector import DriftCollector
+from perfml.drift.entities import EntityDrift, EntityFigure, entity_drift
 from perfml.drift.errors import (
     BadDriftRequestError,
     DriftError,
@@ -52,6 +53,8 @@ __all__ = [
     "DriftReport",
     "EdgesMismatchError",
     "EmptyReferenceError",
+    "EntityDrift",
+    "EntityFigure",
     "Histogram",
     "Measure",
     "MeasureRegistry",
@@ -65,6 +68,7 @@ __all__ = [
     "calendar_windows",
     "compare",
     "drift_report",
+    "entity_drift",
     "measure_registry",
     "model_reference",
     "parse_span",

@@ -79,6 +79,11 @@ class TrainingRequest:
     validation: float | None = None
     """The share of the held-out window that chooses each version's threshold, the rest
     judging it; None: the workspace's (``registry.gate_validation``)."""
+    keep_from: str | None = None
+    """A version (``name:version``) whose states the candidate keeps for its entities not in
+    ``refresh``, byte for byte; None: every state is the one just learnt."""
+    refresh: Sequence[str] | None = None
+    """With ``keep_from``, the entities whose states are learnt afresh."""
 
     def check(self) -> None:
         """Refuse an unknown detector or parameter, or a bad window, before anything runs."""
@@ -100,6 +105,8 @@ class TrainingRequest:
             "alias": self.alias,
             "gate": [threshold.__dict__.copy() for threshold in self.gate or ()],
             **({} if self.validation is None else {"validation": self.validation}),
+            "keep_from": self.keep_from,
+            "refresh": None if self.refresh is None else list(self.refresh),
             "run_id": run_id,
         }
 

@@ -18,16 +18,21 @@ the registry, which each job opens in its own process (:class:`~perfml.pipelines
   prior* (the states merged) is what an entity never seen starts from. Entities are learnt
   side by side, a bounded number of rows at a time (a detector trained in one batch, e.g.
   ``iforest``, is fitted on each entity's frame). The saved
-  :class:`~perfml.detectors.series.SeriesStates` is the step's artifact.
+  :class:`~perfml.detectors.series.SeriesStates` is the step's artifact. With ``keep_from``
+  (a version, e.g. production's) and ``refresh`` (entities), only the ``refresh`` entities,
+  and those the version never had, keep the states just learnt: the version's other entities
+  hold its states, byte for byte (what the controller asks when part of a fleet drifted).
 - **evaluate** scores the held-out window ``[split, end)`` with the promotion gate's own
   evaluator (:class:`~perfml.evaluation.labelled_window.LabelledWindowEvaluator`: each entity
   from its own state; the threshold swept on the window's first ``validation`` share, NAB
   standard, event and point F1 at it on the rest), and writes the figures as JSON with a note
   saying how the threshold was chosen. Judged, the candidate then learns the held-out rows, as
-  the live loop would have (``current``): what is served knows the whole window.
+  the live loop would have (``current``): what is served knows the whole window — except
+  the entities kept from ``keep_from``, whose states stay that version's.
 - **register** records that version with its lineage (the run id, the whole window
   ``[start, end)``, the features, the entities it learnt and the figures it showed before it
-  learnt the held-out rows — its threshold is the one chosen on the validation slice) and,
+  learnt the held-out rows — its threshold is the one chosen on the validation slice; with
+  ``keep_from``, tags and a description saying what was refreshed and kept) and,
   with ``promote``, moves the alias through the gate, the candidate as it was before the
   held-out rows and the holder evaluated on the same held-out window; it returns the
   :class:`~perfml.pipelines.outcomes.TrainingOutcome`.
@@ -89,6 +94,8 @@ DEFAULTS: dict[str, Any] = {
     "validation": 0.5,  # the gate's own default (registry.gate_validation)
     "train_workers": 0,
     "train_chunk_rows": 2_000_000,
+    "keep_from": None,
+    "refresh": None,
 }
 """Run parameters with a default; the others must be given."""
 
@@ -101,6 +108,15 @@ class NoTrainingDataError(TrainingError):
     def __init__(self, metric: str, start: str, end: str) -> None:
         self.metric = metric
         super().__init__(f"no points of {metric!r} in the store between {start} and {end}")
+
+
+class KeptStatesMismatchError(TrainingError, UsageError):
+    def __init__(self, keep_from: str, kept: str, detector: str) -> None:
+        self.keep_from = keep_from
+        super().__init__(
+            f"cannot keep the states of {keep_from} ({kept}) in a {detector} model: train the "
+            "same detector with the same parameters to keep them"
+        )
 
 
 class BadTrainingWindowError(TrainingError, UsageError):
@@ -266,6 +282,9 @@ def train(
     train_workers: int,
     train_chunk_rows: int,
     model_file: Path,
+    registry: ModelRegistry | None = None,
+    keep_from: str | None = None,
+    refresh: list[str] | None = None,
 ) -> dict[str, Any]:
     """Learn one state per entity, each from its own history in the stream of batches, and
     the fleet prior that summarises them (see the module's docstring); save the states.
@@ -273,7 +292,9 @@ def train(
     The stream is cut into chunks of whole entities of about ``train_chunk_rows`` rows; each
     chunk's entities are learnt side by side, the chunks by ``train_workers`` processes at
     once (0: one per CPU this job may use), at most that many chunks in flight, so memory is
-    bounded by the chunk size. A series learns the same bits in any chunk, in any process."""
+    bounded by the chunk size. A series learns the same bits in any chunk, in any process.
+
+    With ``keep_from``, the entities of that version not in ``refresh`` hold its states."""
     from perfml.detectors import create
     from perfml.detectors.series import SeriesStates
 
@@ -290,12 +311,46 @@ def train(
     else:
         parts = _learn_in_pool(detector, detector_params, rest, workers)
     states = SeriesStates.concat([part for part, _ in parts])
+    kept = kept_states(registry, keep_from, refresh)
+    if kept is not None:
+        states = _keep(states, *kept, keep_from or "")
     states.refresh_prior()
     states.prior.columns = states.detector.columns
     digest = states.save(model_file)
     rows = sum(learnt for _, learnt in parts)
     print(f"{model.name} learnt {rows:,} rows of {len(states):,} series; sha256:{digest[:12]}")
-    return {"detector": model.name, "rows": rows, "series": len(states), "sha256": digest}
+    found = {"detector": model.name, "rows": rows, "series": len(states), "sha256": digest}
+    if kept is not None:
+        print(f"{len(kept[1]):,} series kept from {keep_from}")
+        found["kept"] = len(kept[1])
+    return found
+
+
+def kept_states(
+    registry: ModelRegistry | None, keep_from: str | None, refresh: list[str] | None
+) -> tuple[SeriesStates, list[str]] | None:
+    """The states of version ``keep_from`` and its entities to keep: all but ``refresh``
+    (None without ``keep_from``)."""
+    if keep_from is None:
+        return None
+    if registry is None:
+        raise TrainingError(f"keeping the states of {keep_from} needs the registry")
+    from perfml.registry.detector_versions import load_detector
+
+    _, states = load_detector(registry, keep_from)
+    fresh = set(refresh or ())
+    return states, [entity for entity in states.entities if entity not in fresh]
+
+
+def _keep(
+    states: SeriesStates, source: SeriesStates, entities: list[str], keep_from: str
+) -> SeriesStates:
+    try:
+        return states.keeping(source, entities)
+    except ValueError:
+        raise KeptStatesMismatchError(
+            keep_from, source.detector.name, states.detector.name
+        ) from None
 
 
 Chunk = list[tuple[str, Any, Any, list[str] | None]]
@@ -392,19 +447,23 @@ def _entity_frames(batches: Path) -> Iterator[tuple[str, pa.Table]]:
 def evaluate(
     model_file: Path,
     store: FeatureStore,
+    registry: ModelRegistry,
     metrics: list[str],
     start: str,
     end: str,
     holdout: float,
     step: str,
     validation: float,
+    keep_from: str | None,
+    refresh: list[str] | None,
     figures: Path,
     current: Path,
 ) -> dict[str, float]:
     """The promotion gate's figures of the candidate on the held-out ``[split, end)``: its
     threshold chosen on the first ``validation`` share, the figures measured on the rest.
     Then, judged, the candidate learns the held-out rows as the live loop would have
-    (``current``), so that the version registered knows the whole window."""
+    (``current``), so that the version registered knows the whole window; the entities kept
+    from ``keep_from`` keep that version's states."""
     import shutil
 
     from perfml.detectors.series import load_series
@@ -419,7 +478,11 @@ def evaluate(
     except GateDataError as exc:
         found, note = {}, str(exc)
     try:
-        evaluator.learnt(candidate, metrics).save(current)
+        learnt = evaluator.learnt(candidate, metrics)
+        kept = kept_states(registry, keep_from, refresh)
+        if kept is not None:
+            learnt = _keep(learnt, *kept, keep_from or "")
+        learnt.save(current)
     except GateDataError:  # no point held out: nothing more to learn
         shutil.copyfile(model_file, current)
     document = {
@@ -451,6 +514,8 @@ def register(
     alias: str,
     gate: list[dict[str, Any]],
     validation: float,
+    keep_from: str | None,
+    refresh: list[str] | None,
     run_id: str,
 ) -> dict[str, Any]:
     """Register the version — the candidate once it has learnt the held-out rows too
@@ -469,16 +534,26 @@ def register(
     split = split_instant(start, end, holdout)
     found = json.loads(figures.read_text())["figures"]
     last = parse_instant(end, "end")
+    registered = load_series(current)
+    tags, description = {"pipeline": PIPELINE}, ""
+    if keep_from is not None:
+        fresh = sorted(set(refresh or ()))
+        tags |= {"kept_from": keep_from, "refreshed": str(len(fresh))}
+        description = (
+            f"refreshed the states of {len(fresh)} series ({_names(fresh)}); the other series "
+            f"of {keep_from} keep its states"
+        )
     version = register_detector(
         registry,
         model,
-        load_series(current),
+        registered,
         features=metrics,
         data_start=parse_instant(start, "start"),
         data_end=last,
         pipeline_run=run_id,
         metrics=found,
-        tags={"pipeline": PIPELINE},
+        tags=tags,
+        description=description,
     )
     promoted: str | None = None
     verdict: GateVerdict | None = None
@@ -506,13 +581,23 @@ def register(
     return outcome.model_dump(mode="json")
 
 
+def _names(entities: list[str], shown: int = 50) -> str:
+    """``a, b, c`` — the first ``shown`` of ``entities``, then how many more."""
+    found = ", ".join(entities[:shown])
+    return found + (f" and {len(entities) - shown} more" if len(entities) > shown else "")
+
+
 # -- the pipeline ----------------------------------------------------------------------------
 
 _ARTIFACTS: dict[str, dict[str, Ref | Part]] = {
     "query": {"store": Part("store")},
     "preprocess": {"store": Part("store"), "selection": Ref("query", "selection")},
-    "train": {"batches": Ref("preprocess", "batches")},
-    "evaluate": {"store": Part("store"), "model_file": Ref("train", "model_file")},
+    "train": {"batches": Ref("preprocess", "batches"), "registry": Part("registry")},
+    "evaluate": {
+        "store": Part("store"),
+        "registry": Part("registry"),
+        "model_file": Ref("train", "model_file"),
+    },
     "register": {
         "store": Part("store"),
         "registry": Part("registry"),
