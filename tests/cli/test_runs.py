@@ -73,14 +73,33 @@ def test_train_runs_the_pipeline_and_registers_a_promoted_version(trained, works
     assert "2: host-0000, host-0001" in out  # the entities it learnt
 
 
-def test_train_without_data_fails_in_one_line_naming_the_step(workspace, capsys):
+def test_train_of_an_unknown_metric_fails_at_once_in_one_line_naming_the_step(
+    workspace, capsys, open_part
+):
     code, _out, err = run(
         capsys, "-w", str(workspace), "train", "--data", "no_such_metric", "--window", WINDOW
     )
     assert code == 1
     assert len(err.strip().splitlines()) == 1
     assert "step 'query'" in err
-    assert "no points of 'no_such_metric'" in err
+    assert "no metric 'no_such_metric' in the store" in err
+    assert "request_latency_ms" in err  # the metrics it has
+    history = open_part(RunHistory, sqlite_url(workspace / "metadata.db"))
+    (query,) = [
+        r.jobs["query"] for r in history.list_runs() if "no_such_metric" in r.jobs["query"].message
+    ]
+    assert query.attempt == 1  # a usage error is not retried
+    assert "not retried" in query.message
+
+
+def test_train_of_a_window_without_points_fails_naming_the_step(workspace, capsys):
+    code, _out, err = run(
+        capsys, "-w", str(workspace), "train", "--data", "cpu_util", "--window",
+        "2030-01-01:2030-02-01",
+    )  # fmt: skip
+    assert code == 1
+    assert "step 'query'" in err
+    assert "no points of 'cpu_util'" in err
 
 
 def test_train_refuses_a_bad_window_or_parameter_before_running(workspace, capsys):
