@@ -65,6 +65,8 @@ JOB_STORE_MEMORY = "512MB"
 """The feature store's query memory in a pipeline job: within the smallest step's request."""
 JOB_PARTS_FACTORY = "perfml.workspace:open_job_workspace"
 """The parts factory of perfml's pipeline jobs (:func:`open_job_workspace`)."""
+PRODUCTION = "production"
+"""The alias ``perfml up`` serves when ``serving.models`` names none."""
 PARTS = ("store", "registry", "history", "decisions", "alerts", "artifacts", "scores")
 """The parts a step can be handed by name (:class:`~perfml.pipelines.dsl.Part`)."""
 
@@ -336,6 +338,20 @@ class Workspace:
 
     # -- parts assembled from parts ----------------------------------------------------------
 
+    def production_models(self) -> list[str]:
+        """``NAME@production`` of every model of the registry with a production version."""
+        registry = self.registry(background_delivery=False)
+        return [f"{m.name}@{PRODUCTION}" for m in registry.models() if PRODUCTION in m.aliases]
+
+    def serve_production_by_default(self) -> list[str]:
+        """The models served: ``serving.models``, else (and the settings then name them, so
+        the controller and the live loop follow them too) :meth:`production_models`."""
+        serving = self.settings.serving
+        if not serving.models:
+            chosen = serving.model_copy(update={"models": tuple(self.production_models())})
+            self.settings = self.settings.model_copy(update={"serving": chosen})
+        return list(self.settings.serving.models)
+
     def serving_app(self, refs: Sequence[str], metrics: ServingMetrics | None = None) -> FastAPI:
         """The inference server for ``refs`` (``serving:``)."""
         from perfml.serving.app import inference_app
@@ -380,14 +396,19 @@ class Workspace:
             clock=clock,
         )
 
-    def monitoring_targets(self, clock: Callable[[], float] = time.time) -> list[Target]:
-        """What the monitoring scrapes: the server, the jobs (read in-process from the run
-        history unless ``monitoring.jobs_metrics`` names an endpoint), ``monitoring.targets``."""
+    def monitoring_targets(
+        self, clock: Callable[[], float] = time.time, *, serving: bool = True
+    ) -> list[Target]:
+        """What the monitoring scrapes: the server (unless not ``serving``: none runs), the
+        jobs (read in-process from the run history unless ``monitoring.jobs_metrics`` names an
+        endpoint), ``monitoring.targets``."""
+        from perfml.alerting.rules import SERVING_JOB
         from perfml.recording.service import default_targets, jobs_target
 
         monitoring = self.settings.monitoring
         jobs = None if monitoring.jobs_metrics else jobs_target(self.job_metrics(clock))
-        return default_targets(self.settings.serving, monitoring, jobs)
+        targets = default_targets(self.settings.serving, monitoring, jobs)
+        return targets if serving else [t for t in targets if t.job != SERVING_JOB]
 
     def monitoring(
         self,
