@@ -78,6 +78,18 @@ class UnknownPartError(UsageError):
         super().__init__(f"no part of the workspace is called {name!r} (parts: {', '.join(PARTS)})")
 
 
+class NoWorkspaceError(UsageError):
+    """A command that only reads was pointed at a folder that does not exist (a mistyped
+    ``-w``): it is not created empty."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(
+            f"no workspace at {path} (check -w/--workspace or workspace: in perfml.yaml; "
+            "perfml init creates one)"
+        )
+
+
 class Workspace:
     """The parts of one workspace (see the module's docstring). ``actor`` names who changes the
     registry (the audit log), unless a part is asked for with its own."""
@@ -102,6 +114,10 @@ class Workspace:
     def path(self) -> Path:
         """The workspace's folder (absolute)."""
         return self.settings.workspace
+
+    def exists(self) -> bool:
+        """Whether the workspace's folder exists (opening a part creates it)."""
+        return self.path.is_dir()
 
     def _once(self, name: str, build: Callable[[], P]) -> P:
         with self._lock:

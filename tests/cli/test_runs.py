@@ -180,6 +180,7 @@ def test_serve_metrics_exposes_the_jobs_for_prometheus(tmp_path: Path) -> None:
 
     config = tmp_path / "perfml.yaml"
     config.write_text("workspace: ws\n")
+    (tmp_path / "ws").mkdir()
     port = 0
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
