@@ -20,6 +20,7 @@ A job of a pipeline runs in a process of its own; its steps are handed the same 
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -293,6 +294,12 @@ class Workspace:
             environ=environ,
             parts=self.parts_source(),
         )
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete an ended run: its history and its folder (``<workspace>/runs/<run>``, its
+        artifacts and logs); a run still active is refused."""
+        self.history().delete_run(run_id)
+        shutil.rmtree(self.path / "runs" / run_id, ignore_errors=True)
 
     def gate_thresholds(self) -> list[MetricThreshold]:
         """The promotion gate's thresholds (``registry.gate``)."""
