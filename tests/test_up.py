@@ -13,14 +13,19 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from fixtures.workspace import workspace_registry
+from perfml.alerting.rules import SERVING_JOB
+from perfml.cli.app import main
 from perfml.config import Settings
 from perfml.detectors import create
+from perfml.embedded import EmbeddedSystem, Parts
 from perfml.featurestore import FeatureStore
 from perfml.promql import evaluate
 from perfml.recording.recorder import MetricsStore
 from perfml.registry.detector_versions import register_detector
+from perfml.workspace import Workspace
 
 
 def free_port() -> int:
@@ -106,3 +111,68 @@ def test_up_serves_watches_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     fleet = FeatureStore(Settings(workspace=tmp_path).store_path).summary().metrics
     assert "up" not in fleet
     assert "perfml_inference_requests_total" not in fleet
+
+
+def test_up_without_serving_models_serves_the_production_models(tmp_path: Path) -> None:
+    config, serving_port, _ = workspace(tmp_path)
+    config.write_text(config.read_text().replace("  models: [cpu@production]\n", ""))
+    chosen = Workspace.load(config)
+    assert chosen.settings.serving.models == ()
+    parts = Parts(controller=False, dashboard=False, intake=False)
+    with chosen, EmbeddedSystem(chosen, parts) as system:
+        assert system.server is not None
+        assert system.served == ["cpu@production"]
+        answer = httpx.get(f"http://127.0.0.1:{serving_port}/v2/models/cpu")
+        assert answer.status_code == 200
+        assert system.monitoring is not None
+        assert SERVING_JOB in {result.job for result in system.monitoring.scrape_now()}
+
+
+def test_up_without_any_production_model_says_how_to_choose_and_watches_no_server(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(workspace=tmp_path / "ws")
+    parts = Parts(controller=False, dashboard=False, intake=False)
+    with Workspace(settings) as empty, EmbeddedSystem(empty, parts) as system:
+        assert system.server is None
+        assert system.monitoring is not None
+        assert SERVING_JOB not in {result.job for result in system.monitoring.scrape_now()}
+    command = [str(Path(sys.executable).parent / "perfml"), "-w", str(tmp_path / "ws"), "up",
+               "--no-dashboard", "--no-controller"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("monitoring"):
+                break
+        process.send_signal(signal.SIGINT)
+        rest = process.communicate(timeout=60)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    printed = "".join(lines) + rest
+    (hint,) = [line for line in printed.splitlines() if "no model to serve" in line]
+    assert "serving.models" in hint
+    assert "perfml models promote" in hint
+    assert "InferenceServiceDown" not in printed
+    assert "inference server" not in printed
+
+
+def test_up_on_a_port_in_use_says_so_in_one_line_before_claiming_to_serve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, _, _ = workspace(tmp_path)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        code = main(["-c", str(config), "up", "--no-controller", "--dashboard-port", str(port)])
+    captured = capsys.readouterr()
+    assert code == 1
+    (line,) = captured.err.strip().splitlines()
+    assert f"127.0.0.1:{port}" in line
+    assert "in use" in line
+    assert "--dashboard-port" in line
+    assert "inference server" not in captured.out

@@ -390,7 +390,7 @@ class MonitoringSettings(_Strict):
     scrape_timeout: str = Field("10s", description="at most the scrape interval in effect")
     targets: tuple[TargetSettings, ...] = Field((), description="extra scrape targets")
     finished_jobs_ttl: str | None = Field(
-        None, description="ended jobs leave the job metrics after this long (none: never)"
+        "24h", description="ended jobs leave the job metrics after this long (none: never)"
     )
 
     _check_ttl = field_validator("finished_jobs_ttl")(
@@ -686,7 +686,7 @@ monitoring:
   targets: []
   # Ended jobs leave the job metrics (and their alerts resolve) this long after they end,
   # as Kubernetes deletes a Job ttlSecondsAfterFinished after it ends; null: they stay.
-  finished_jobs_ttl: null
+  finished_jobs_ttl: 24h
   notifications:
     # Alerts with the same values of these labels go out as one notification.
     group_by: [alertname, namespace]

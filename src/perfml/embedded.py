@@ -4,10 +4,11 @@ process, as ``perfml up`` runs them on one machine.
 Each part is the same object the separate commands run (``perfml serve``, ``perfml monitor``,
 ``perfml controller run``, ``perfml dashboard``), started on threads of this process:
 
-* the **inference server** on ``serving.host:serving.port`` for ``serving.models``;
-* the **monitoring service**: scrapes the server and the job metrics, records them, evaluates
-  the alert rules and notifies; it also reads the controller's and the drift's metrics
-  in-process (``perfml_controller_actions_total``, ``perfml_feature_drift``);
+* the **inference server** on ``serving.host:serving.port`` for ``serving.models`` (by
+  default every model's production version; none runs if there is none);
+* the **monitoring service**: scrapes the server (if one runs) and the job metrics, records
+  them, evaluates the alert rules and notifies; it also reads the controller's and the
+  drift's metrics in-process (``perfml_controller_actions_total``, ``perfml_feature_drift``);
 * the **controller**, checking the served models every ``controller.schedule``;
 * the **live loop** (``live:``), scoring each new point of the served models' metrics with
   its series' state (:class:`~perfml.anomalies.LiveScorer`), its scores in ``/metrics``;
@@ -83,8 +84,10 @@ class EmbeddedSystem:
         monitoring: Callable[..., MonitoringService] | None = None,
     ) -> None:
         self.workspace = workspace
-        self.settings = workspace.settings
         self.parts = parts or Parts()
+        if self.parts.serving:
+            workspace.serve_production_by_default()
+        self.settings = workspace.settings
         self._trainer = trainer
         self._on_alert = on_alert
         self._make_monitoring = monitoring or workspace.monitoring
@@ -128,7 +131,9 @@ class EmbeddedSystem:
             if self.live is not None:
                 metrics.registry.register(self.live)  # the fleet's scores in the server's /metrics
             app = workspace.serving_app(self.served, metrics=metrics)
-            self.server = AppServer(app, serving.host, serving.port, "inference server").start()
+            self.server = AppServer(
+                app, serving.host, serving.port, "inference server", setting="serving.port"
+            ).start()
         if parts.intake:
             self._start_intake()
         if self.live is not None and self.server is None:
@@ -137,8 +142,11 @@ class EmbeddedSystem:
             else:
                 collectors.append(self.live)
         if parts.monitoring:
+            unserved: dict[str, Any] = {}
+            if self.server is None:  # nothing to scrape: no InferenceServiceDown against itself
+                unserved["targets"] = workspace.monitoring_targets(serving=False)
             self.monitoring = self._make_monitoring(
-                extra_registries=collectors, on_transition=self._on_alert
+                extra_registries=collectors, on_transition=self._on_alert, **unserved
             ).start()
         if self.controller is not None:
             interval = parse_duration(settings.controller.schedule).total_seconds()
@@ -151,7 +159,11 @@ class EmbeddedSystem:
             self._controller_thread.start()
         if parts.dashboard:
             self.dashboard = AppServer(
-                self._dashboard_app(), settings.serving.host, parts.dashboard_port, "dashboard"
+                self._dashboard_app(),
+                settings.serving.host,
+                parts.dashboard_port,
+                "dashboard",
+                setting="--dashboard-port",
             ).start()
 
     def _start_intake(self) -> None:
@@ -170,7 +182,9 @@ class EmbeddedSystem:
                 settings.sources.remote_write,
                 workspace.path / "landing",
                 on_stored=on_stored,
-                server=lambda app, host, port: AppServer(app, host, port, "remote-write receiver"),
+                server=lambda app, host, port: AppServer(
+                    app, host, port, "remote-write receiver", setting="sources.remote_write.port"
+                ),
             ).start()
         if settings.sources.queries:
             from perfml.sources.pulls import ScheduledPulls

@@ -20,6 +20,7 @@ A job of a pipeline runs in a process of its own; its steps are handed the same 
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -65,6 +66,8 @@ JOB_STORE_MEMORY = "512MB"
 """The feature store's query memory in a pipeline job: within the smallest step's request."""
 JOB_PARTS_FACTORY = "perfml.workspace:open_job_workspace"
 """The parts factory of perfml's pipeline jobs (:func:`open_job_workspace`)."""
+PRODUCTION = "production"
+"""The alias ``perfml up`` serves when ``serving.models`` names none."""
 PARTS = ("store", "registry", "history", "decisions", "alerts", "artifacts", "scores")
 """The parts a step can be handed by name (:class:`~perfml.pipelines.dsl.Part`)."""
 
@@ -74,6 +77,18 @@ P = TypeVar("P")
 class UnknownPartError(UsageError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no part of the workspace is called {name!r} (parts: {', '.join(PARTS)})")
+
+
+class NoWorkspaceError(UsageError):
+    """A command that only reads was pointed at a folder that does not exist (a mistyped
+    ``-w``): it is not created empty."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(
+            f"no workspace at {path} (check -w/--workspace or workspace: in perfml.yaml; "
+            "perfml init creates one)"
+        )
 
 
 class Workspace:
@@ -100,6 +115,10 @@ class Workspace:
     def path(self) -> Path:
         """The workspace's folder (absolute)."""
         return self.settings.workspace
+
+    def exists(self) -> bool:
+        """Whether the workspace's folder exists (opening a part creates it)."""
+        return self.path.is_dir()
 
     def _once(self, name: str, build: Callable[[], P]) -> P:
         with self._lock:
@@ -293,6 +312,12 @@ class Workspace:
             parts=self.parts_source(),
         )
 
+    def delete_run(self, run_id: str) -> None:
+        """Delete an ended run: its history and its folder (``<workspace>/runs/<run>``, its
+        artifacts and logs); a run still active is refused."""
+        self.history().delete_run(run_id)
+        shutil.rmtree(self.path / "runs" / run_id, ignore_errors=True)
+
     def gate_thresholds(self) -> list[MetricThreshold]:
         """The promotion gate's thresholds (``registry.gate``)."""
         return MetricThreshold.all_of(self.settings.registry.gate)
@@ -360,6 +385,20 @@ class Workspace:
 
     # -- parts assembled from parts ----------------------------------------------------------
 
+    def production_models(self) -> list[str]:
+        """``NAME@production`` of every model of the registry with a production version."""
+        registry = self.registry(background_delivery=False)
+        return [f"{m.name}@{PRODUCTION}" for m in registry.models() if PRODUCTION in m.aliases]
+
+    def serve_production_by_default(self) -> list[str]:
+        """The models served: ``serving.models``, else (and the settings then name them, so
+        the controller and the live loop follow them too) :meth:`production_models`."""
+        serving = self.settings.serving
+        if not serving.models:
+            chosen = serving.model_copy(update={"models": tuple(self.production_models())})
+            self.settings = self.settings.model_copy(update={"serving": chosen})
+        return list(self.settings.serving.models)
+
     def serving_app(self, refs: Sequence[str], metrics: ServingMetrics | None = None) -> FastAPI:
         """The inference server for ``refs`` (``serving:``)."""
         from perfml.serving.app import inference_app
@@ -404,14 +443,19 @@ class Workspace:
             clock=clock,
         )
 
-    def monitoring_targets(self, clock: Callable[[], float] = time.time) -> list[Target]:
-        """What the monitoring scrapes: the server, the jobs (read in-process from the run
-        history unless ``monitoring.jobs_metrics`` names an endpoint), ``monitoring.targets``."""
+    def monitoring_targets(
+        self, clock: Callable[[], float] = time.time, *, serving: bool = True
+    ) -> list[Target]:
+        """What the monitoring scrapes: the server (unless not ``serving``: none runs), the
+        jobs (read in-process from the run history unless ``monitoring.jobs_metrics`` names an
+        endpoint), ``monitoring.targets``."""
+        from perfml.alerting.rules import SERVING_JOB
         from perfml.recording.service import default_targets, jobs_target
 
         monitoring = self.settings.monitoring
         jobs = None if monitoring.jobs_metrics else jobs_target(self.job_metrics(clock))
-        return default_targets(self.settings.serving, monitoring, jobs)
+        targets = default_targets(self.settings.serving, monitoring, jobs)
+        return targets if serving else [t for t in targets if t.job != SERVING_JOB]
 
     def monitoring(
         self,

@@ -124,6 +124,7 @@ def test_installed_entry_point_reads_the_config_it_is_given(tmp_path):
     )
     assert done.returncode == 1
     assert "demo.months = 2: Input should be greater than or equal to 3" in done.stderr
+    (tmp_path / "ws").mkdir()
     done = subprocess.run(
         [Path(sys.executable).parent / "perfml", "-w", str(tmp_path / "ws"), "controller",
          "history"],
@@ -134,3 +135,28 @@ def test_installed_entry_point_reads_the_config_it_is_given(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "controller decisions" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["models", "list"], ["store", "summary"], ["runs", "list"], ["alerts", "list"]],
+    ids=" ".join,
+)
+def test_a_command_that_reads_refuses_a_workspace_that_is_not_there(capsys, tmp_path, command):
+    typo = tmp_path / "wrokspace"
+    code, _out, err = run(capsys, "-w", str(typo), *command)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"perfml: error: no workspace at {typo} (check -w/--workspace or workspace: in "
+        "perfml.yaml; perfml init creates one)"
+    ]
+    assert not typo.exists()
+
+
+def test_a_command_that_creates_still_creates_the_workspace(capsys, tmp_path):
+    bad = tmp_path / "points.csv"
+    bad.write_text("metric,entity,ts,value\ncpu,h,2024-01-01,1\n")
+    code, _, err = run(capsys, "-w", str(tmp_path / "new"), "ingest", "file", str(bad))
+    assert code == 0, err
+    assert (tmp_path / "new").is_dir()
+    assert run(capsys, "-w", str(tmp_path / "new"), "store", "summary")[0] == 0

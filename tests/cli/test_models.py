@@ -72,6 +72,7 @@ def test_the_registry_lifecycle_from_the_command_line(capsys, tmp_path, saved):
 
 def test_bad_references_and_files_are_one_line_errors(capsys, tmp_path, saved):
     ws = ["-w", str(tmp_path / "ws")]
+    (tmp_path / "ws").mkdir()
     code, _, err = run(capsys, *ws, "models", "show", "../etc@production")
     assert code == 2
     assert "model name '../etc' is not valid" in err

@@ -14,12 +14,14 @@ from typing import Any
 import pytest
 
 from perfml.cli.app import main
+from perfml.config import Settings
 from perfml.featurestore import FeatureStore
 from perfml.metadata import sqlite_url
 from perfml.pipelines.history import RunHistory
 from perfml.pipelines.states import JobRecord, JobState, RunRecord
 from perfml.sources.fleet import generate_fleet, write_fleet
 from perfml.sources.ingestion import ingest_corpus
+from perfml.workspace import Workspace
 
 WINDOW = "2024-01-01:2024-03-01"
 
@@ -73,14 +75,33 @@ def test_train_runs_the_pipeline_and_registers_a_promoted_version(trained, works
     assert "2: host-0000, host-0001" in out  # the entities it learnt
 
 
-def test_train_without_data_fails_in_one_line_naming_the_step(workspace, capsys):
+def test_train_of_an_unknown_metric_fails_at_once_in_one_line_naming_the_step(
+    workspace, capsys, open_part
+):
     code, _out, err = run(
         capsys, "-w", str(workspace), "train", "--data", "no_such_metric", "--window", WINDOW
     )
     assert code == 1
     assert len(err.strip().splitlines()) == 1
     assert "step 'query'" in err
-    assert "no points of 'no_such_metric'" in err
+    assert "no metric 'no_such_metric' in the store" in err
+    assert "request_latency_ms" in err  # the metrics it has
+    history = open_part(RunHistory, sqlite_url(workspace / "metadata.db"))
+    (query,) = [
+        r.jobs["query"] for r in history.list_runs() if "no_such_metric" in _query_message(r)
+    ]
+    assert query.attempt == 1  # a usage error is not retried
+    assert "not retried" in query.message
+
+
+def test_train_of_a_window_without_points_fails_naming_the_step(workspace, capsys):
+    code, _out, err = run(
+        capsys, "-w", str(workspace), "train", "--data", "cpu_util", "--window",
+        "2030-01-01:2030-02-01",
+    )  # fmt: skip
+    assert code == 1
+    assert "step 'query'" in err
+    assert "no points of 'cpu_util'" in err
 
 
 def test_train_refuses_a_bad_window_or_parameter_before_running(workspace, capsys):
@@ -161,6 +182,7 @@ def test_serve_metrics_exposes_the_jobs_for_prometheus(tmp_path: Path) -> None:
 
     config = tmp_path / "perfml.yaml"
     config.write_text("workspace: ws\n")
+    (tmp_path / "ws").mkdir()
     port = 0
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -184,3 +206,56 @@ def test_serve_metrics_exposes_the_jobs_for_prometheus(tmp_path: Path) -> None:
     finally:
         server.send_signal(signal.SIGINT)
         server.communicate(timeout=30)
+
+
+def _query_message(run: RunRecord) -> str:
+    return run.jobs["query"].message if "query" in run.jobs else ""
+
+
+def _exported(workspace: Path, run_id: str, clock: float) -> bool:
+    """Whether the job metrics (what the job alerts are evaluated on) still show the run."""
+    with Workspace(Settings(workspace=workspace)) as parts:
+        families = parts.job_metrics(clock=lambda: clock).collect()
+        return any(
+            run_id in sample.labels.get("job_name", "")
+            for family in families
+            for sample in family.samples
+        )
+
+
+def test_a_failed_run_leaves_the_job_metrics_once_deleted_or_aged_out(workspace, capsys, open_part):
+    code, _, _ = run(
+        capsys, "-w", str(workspace), "train", "--data", "gone_metric", "--window", WINDOW
+    )
+    assert code == 1
+    history = open_part(RunHistory, sqlite_url(workspace / "metadata.db"))
+    (failed,) = [r for r in history.list_runs() if "gone_metric" in _query_message(r)]
+    run_id = failed.run_id
+    assert (workspace / "runs" / run_id).is_dir()
+    assert Settings().monitoring.finished_jobs_ttl == "24h"
+    assert _exported(workspace, run_id, clock=time.time())
+    assert not _exported(workspace, run_id, clock=time.time() + 2 * 86_400)  # aged out
+    code, out, err = run(capsys, "-w", str(workspace), "runs", "delete", run_id)
+    assert code == 0, err
+    assert f"deleted run {run_id}" in out
+    assert not (workspace / "runs" / run_id).exists()
+    assert not _exported(workspace, run_id, clock=time.time())
+    code, _, err = run(capsys, "-w", str(workspace), "runs", "show", run_id)
+    assert code == 1
+    assert "not found" in err
+
+
+def test_runs_delete_refuses_a_running_run(workspace, capsys, open_part):
+    history = open_part(RunHistory, sqlite_url(workspace / "metadata.db"))
+    now = time.time()
+    job = JobRecord.new("busy-run", "train", "train", at=now)
+    history.start_run(
+        RunRecord("busy-run", "training", JobState.RUNNING, created_at=now, jobs={"train": job}),
+        os.getpid(),
+    )
+    code, _, err = run(capsys, "-w", str(workspace), "runs", "delete", "busy-run")
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "perfml: error: pipeline run 'busy-run' is Running: cancel it (perfml runs cancel) first"
+    ]
+    assert history.get_run("busy-run").state is JobState.RUNNING

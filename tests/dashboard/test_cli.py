@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
+from perfml.cli.app import main
 from perfml.cli.dashboard import export_grafana_command
 from perfml.config import Settings
 from perfml.dashboard.data import TimeRange, page_data
@@ -36,3 +39,20 @@ def test_a_new_workspace_opens_and_shows_no_data_yet(tmp_path: Path) -> None:
             for panel in answer["panels"]:
                 assert panel["error"] is None, panel
                 assert panel["empty"], panel
+
+
+def test_dashboard_on_a_port_in_use_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        code = main(["--workspace", str(tmp_path), "dashboard", "--port", str(port)])
+    captured = capsys.readouterr()
+    assert code == 1
+    (line,) = captured.err.strip().splitlines()
+    assert f"127.0.0.1:{port}" in line
+    assert "in use" in line
+    assert "--port" in line
+    assert "dashboard on" not in captured.out + captured.err

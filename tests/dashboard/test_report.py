@@ -299,6 +299,7 @@ def test_the_command_writes_the_workspace_report(tmp_path: Path) -> None:
     def root(ctx: typer.Context) -> None:
         ctx.obj = CliState(workspace=tmp_path / "ws")
 
+    (tmp_path / "ws").mkdir()
     app.command("report")(report_command)
     result = CliRunner().invoke(app, ["report", "--since", "2h"])
     assert result.exit_code == 0, result.output

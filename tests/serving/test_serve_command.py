@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,47 @@ def test_serve_without_models_is_a_usage_error(
 def test_serve_refuses_a_bad_reference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--workspace", str(tmp_path), "serve", "--model", "../../etc@passwd"]) == 2
     assert "not valid" in capsys.readouterr().err
+
+
+def listening() -> socket.socket:
+    """A socket listening on a free port of 127.0.0.1, as another program would hold it."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return holder
+
+
+def test_serve_of_an_unknown_model_fails_at_start_naming_the_known_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(workspace=tmp_path / "ws")
+    with workspace_registry(settings) as registry:
+        register_detector(registry, "cpu", static_model(0.0), features=["cpu_util"])
+    code = main(["--workspace", str(settings.workspace), "serve", "--model", "mem@production"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err.strip() == (
+        "perfml: error: no model 'mem' in the registry to serve (its models: cpu)"
+    )
+    assert captured.out == ""
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_before_claiming_to_serve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(workspace=tmp_path / "ws")
+    with workspace_registry(settings) as registry:
+        register_detector(registry, "cpu", static_model(0.0), features=["cpu_util"])
+    with listening() as holder:
+        port = holder.getsockname()[1]
+        code = main(
+            ["--workspace", str(settings.workspace), "serve", "--model", "cpu@production",
+             "--host", "127.0.0.1", "--port", str(port)]
+        )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1
+    (line,) = captured.err.strip().splitlines()
+    assert f"127.0.0.1:{port}" in line
+    assert "in use" in line
+    assert "--port" in line
+    assert "serving cpu" not in captured.out + captured.err

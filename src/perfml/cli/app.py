@@ -89,7 +89,9 @@ def root(
         False, "--version", callback=_version, is_eager=True, help="print the version"
     ),
 ) -> None:
-    ctx.obj = CliState(config=config, workspace=workspace, debug=debug)
+    ctx.obj = CliState(
+        config=config, workspace=workspace, debug=debug, command=ctx.invoked_subcommand
+    )
     ctx.call_on_close(ctx.obj.close)
 
 

@@ -14,6 +14,7 @@ from perfml.cli.state import err, out, state
 from perfml.dashboard.app import create_app
 from perfml.dashboard.grafana import write_grafana_dashboards
 from perfml.dashboard.panels import default_dashboard
+from perfml.serving.server import check_listen
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8088
@@ -28,6 +29,7 @@ def dashboard(
     """Serve the dashboard: jobs, inference, drift, models and alerts."""
     import uvicorn
 
+    check_listen(host, port, "dashboard", "--port")
     sources = state(ctx).parts().dashboard_sources()
     app = create_app(sources, default_dashboard(), refresh_seconds=refresh)
     err.print(f"perfml: dashboard on http://{host}:{port}", highlight=False)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from perfml.cli.state import out, state
-from perfml.config import CONFIG_NAME, DEFAULT_CONFIG
+from perfml.config import CONFIG_NAME, DEFAULT_CONFIG, load_settings
 from perfml.demo import DEMO_METRIC, DemoOutcome, run_demo
 from perfml.errors import UsageError
 
@@ -23,11 +23,14 @@ def init(
     path: Path = typer.Argument(Path(CONFIG_NAME), help="where to write"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
 ) -> None:
-    """Write a perfml.yaml with every setting at its default, commented."""
+    """Write a perfml.yaml with every setting at its default, commented, and create the
+    workspace folder it names."""
     if path.exists() and not force:
         raise ConfigExistsError(path)
     path.write_text(DEFAULT_CONFIG, encoding="utf-8")
-    out.print(f"wrote {path}")
+    workspace = load_settings(path).workspace
+    workspace.mkdir(parents=True, exist_ok=True)
+    out.print(f"wrote {path}; workspace {workspace}", highlight=False)
 
 
 def demo(ctx: typer.Context) -> None:

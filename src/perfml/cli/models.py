@@ -143,6 +143,7 @@ def register(
             raise typer.BadParameter(
                 f"{key}={value!r} is not a number", param_hint="--metric"
             ) from None
+    state(ctx).creates = True  # registering is a first use as good as ingesting
     version = _registry(ctx).register(
         model,
         artifact,

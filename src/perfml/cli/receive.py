@@ -28,7 +28,9 @@ def receive(
         parts.store(),
         settings.model_copy(update=changed),
         parts.path / "landing",
-        server=lambda app, at, on: AppServer(app, at, on, name="remote-write receiver"),
+        server=lambda app, at, on: AppServer(
+            app, at, on, name="remote-write receiver", setting="--port"
+        ),
     )
     with stop_on_signals() as stopping:
         receiver.start()

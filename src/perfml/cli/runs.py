@@ -199,6 +199,15 @@ def cancel(
     out.print(f"cancel requested for run {run_id}; its runner stops it at its next heartbeat")
 
 
+@app.command("delete")
+def delete(
+    ctx: typer.Context, run_id: str = typer.Argument(..., metavar="RUN", help="run id")
+) -> None:
+    """Delete an ended run: its history and its folder; its job metrics and their alerts go."""
+    state(ctx).parts().delete_run(run_id)
+    out.print(f"deleted run {run_id}", highlight=False)
+
+
 @app.command("serve-metrics")
 def serve_metrics_command(
     ctx: typer.Context,

@@ -18,6 +18,8 @@ from perfml.cli.state import err, out, state
 from perfml.config import Settings
 from perfml.errors import UsageError
 from perfml.registry.names import parse_ref
+from perfml.serving.app import check_served
+from perfml.serving.server import check_listen
 from perfml.serving.telemetry import ServingMetrics
 from perfml.workspace import Workspace
 
@@ -55,8 +57,10 @@ def serve(
         raise UsageError("nothing to serve: pass --model NAME@production or set serving.models")
     for ref in refs:
         parse_ref(ref)  # a bad name fails here, not in every worker
+    check_served(state(ctx).parts().registry(background_delivery=False), refs)
     listen_host = host or settings.serving.host
     listen_port = port or settings.serving.port
+    check_listen(listen_host, listen_port, "inference server", "--port or serving.port")
     err.print(f"perfml: serving {', '.join(refs)} on http://{listen_host}:{listen_port}")
     if workers == 1:
         app = state(ctx).parts().serving_app(refs)

@@ -24,7 +24,13 @@ from rich.progress import (
 
 from perfml.config import Settings, load_settings
 from perfml.featurestore import FeatureStore
-from perfml.workspace import Workspace
+from perfml.workspace import NoWorkspaceError, Workspace
+
+CREATING = frozenset(
+    {"init", "demo", "generate", "ingest", "train", "pipeline", "up", "live", "receive"}
+)
+"""The commands that create the workspace if its folder does not exist; the others only read
+one, and a folder that is not there is a mistyped ``-w``."""
 
 # Piped output is not cut to 80 columns: tables stay whole for grep and for logs.
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -39,6 +45,10 @@ class CliState:
     config: Path | None = None
     workspace: Path | None = None
     debug: bool = False
+    command: str | None = None
+    """The command run (``models``, ``up``…): whether it may create the workspace."""
+    creates: bool = False
+    """Set by a subcommand that creates the workspace although its group only reads."""
     _settings: Settings | None = field(default=None, repr=False)
     _workspace: Workspace | None = field(default=None, repr=False)
 
@@ -52,9 +62,14 @@ class CliState:
         return self._settings
 
     def parts(self) -> Workspace:
-        """The workspace's parts (:class:`~perfml.workspace.Workspace`)."""
+        """The workspace's parts (:class:`~perfml.workspace.Workspace`); a command that only
+        reads fails (:class:`~perfml.workspace.NoWorkspaceError`) if its folder is missing."""
         if self._workspace is None:
-            self._workspace = Workspace(self.settings, actor=None)
+            workspace = Workspace(self.settings, actor=None)
+            creates = self.creates or self.command in CREATING
+            if not creates and not workspace.exists():
+                raise NoWorkspaceError(workspace.path)
+            self._workspace = workspace
         return self._workspace
 
     def store(self) -> FeatureStore:

@@ -30,7 +30,11 @@ def up(
         if system.server is not None:
             out.print(f"inference server  {system.server.url}/v2", highlight=False)
         else:
-            err.print("perfml: no model to serve (set serving.models); serving is off")
+            err.print(
+                "perfml: no model to serve: name some in serving.models, or promote a version "
+                "with perfml models promote NAME:VERSION; serving is off",
+                highlight=False,
+            )
         if system.dashboard is not None:
             out.print(f"dashboard         {system.dashboard.url}/", highlight=False)
         if system.controller is not None:

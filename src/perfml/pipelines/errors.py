@@ -65,3 +65,11 @@ class RunNotFoundError(PipelineError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"pipeline run {run_id!r} not found")
+
+
+class RunActiveError(PipelineError, UsageError):
+    def __init__(self, run_id: str, state: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"pipeline run {run_id!r} is {state}: cancel it (perfml runs cancel) first"
+        )

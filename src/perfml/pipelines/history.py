@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from perfml.metadata import TableOwner, Tables
-from perfml.pipelines.errors import RunNotFoundError
+from perfml.pipelines.errors import RunActiveError, RunNotFoundError
 from perfml.pipelines.processes import kill_tree
 from perfml.pipelines.states import (
     ACTIVE,
@@ -193,6 +193,19 @@ class RunHistory(TableOwner):
             )
             if found.rowcount == 0:
                 raise RunNotFoundError(run_id)
+
+    def delete_run(self, run_id: str) -> RunRecord:
+        """Forget an ended run: its row, its jobs and their transitions (its job metrics, and
+        the alerts on them, go with it). A run still active is refused
+        (:class:`RunActiveError`); returns the run as it was."""
+        run = self.get_run(run_id)
+        if not run.state.is_terminal:
+            raise RunActiveError(run_id, run.state.value)
+        with self.write() as con:
+            con.execute(transitions.delete().where(transitions.c.run_id == run_id))
+            con.execute(jobs.delete().where(jobs.c.run_id == run_id))
+            con.execute(runs.delete().where(runs.c.id == run_id))
+        return run
 
     def recover_orphans(self, stale_after: float = 30.0) -> list[JobRecord]:
         """Mark Failed (``Orphaned``) the active jobs of runs whose runner is dead: on this

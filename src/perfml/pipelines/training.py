@@ -46,7 +46,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -119,6 +119,15 @@ class KeptStatesMismatchError(TrainingError, UsageError):
         )
 
 
+class UnknownMetricError(TrainingError, UsageError):
+    """A metric the store has never held: no retry can find it (a permanent failure)."""
+
+    def __init__(self, metric: str, known: Sequence[str]) -> None:
+        self.metric = metric
+        listed = ", ".join(known[:20]) + (", …" if len(known) > 20 else "") or "none"
+        super().__init__(f"no metric {metric!r} in the store (its metrics: {listed})")
+
+
 class BadTrainingWindowError(TrainingError, UsageError):
     def __init__(self, problem: str) -> None:
         super().__init__(f"training window: {problem}")
@@ -157,7 +166,12 @@ def query(
     selection: Path,
     entities: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Points per series of ``metrics`` over ``[start, end)``; fails on a metric without any."""
+    """Points per series of ``metrics`` over ``[start, end)``; fails on a metric without any,
+    at once (:class:`UnknownMetricError`, not retried) when the store has never held it."""
+    known = store.manifest.series
+    for metric in metrics:
+        if metric not in known:
+            raise UnknownMetricError(metric, sorted(known))
     counts = store.resample("1d", "count", metrics, entities, start, end)
     points: dict[str, dict[str, int]] = {m: {} for m in metrics}
     for metric, entity, n in zip(

@@ -11,11 +11,23 @@ from fastapi import FastAPI
 from perfml.config import ServingSettings
 from perfml.featurestore import FeatureStore
 from perfml.registry import ModelRegistry
+from perfml.registry.names import parse_ref
 from perfml.serving.dataplane import DataPlane
+from perfml.serving.errors import UnknownServedModelError
 from perfml.serving.repository import ModelRepository
 from perfml.serving.rest import build_app
 from perfml.serving.telemetry import ServingMetrics
 from perfml.timeparse import parse_duration
+
+
+def check_served(registry: ModelRegistry, refs: Sequence[str]) -> None:
+    """Fail (:class:`UnknownServedModelError`) if a reference names a model the registry does
+    not have: a server of it would only answer 404. A missing alias is waited for."""
+    known = [model.name for model in registry.models()]
+    for ref in refs:
+        name = parse_ref(ref).model
+        if name not in known:
+            raise UnknownServedModelError(name, known)
 
 
 def inference_app(

@@ -10,11 +10,11 @@ The HTTP layer maps every :class:`ServingError` to ``status_code`` and the proto
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import ClassVar
 
-from perfml.errors import PerfmlError
+from perfml.errors import PerfmlError, UsageError
 
 
 class ServingError(PerfmlError):
@@ -101,3 +101,13 @@ class InferenceFailedError(ServingError):
 
     def __init__(self, name: str, version: int, problem: str) -> None:
         super().__init__(f"model {name!r} version {version} failed: {problem}")
+
+
+class UnknownServedModelError(ServingError, UsageError):
+    """Asked to serve a model the registry does not have: the server does not start."""
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        self.name = name
+        self.known = list(known)
+        listed = ", ".join(known) or "none yet (perfml train registers one)"
+        super().__init__(f"no model {name!r} in the registry to serve (its models: {listed})")

@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -28,6 +29,32 @@ class ServerStartError(PerfmlError):
         super().__init__(f"the {name} could not listen on {host}:{port}: {problem}")
 
 
+class PortInUseError(ServerStartError):
+    """Something else listens on the address: said before anything claims to serve there."""
+
+    def __init__(self, name: str, host: str, port: int, setting: str) -> None:
+        self.host, self.port, self.setting = host, port, setting
+        change = f" (choose another with {setting})" if setting else ""
+        super().__init__(name, host, port, f"the port is in use{change}")
+
+
+def check_listen(host: str, port: int, name: str = "server", setting: str = "") -> None:
+    """Fail (:class:`PortInUseError`, or :class:`ServerStartError` for an address this machine
+    does not have) unless a server could listen on ``host:port`` now; ``setting`` names what
+    changes the port, for the message. Binds as uvicorn does (``SO_REUSEADDR``)."""
+    if port == 0:
+        return
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise PortInUseError(name, host, port, setting) from error
+        raise ServerStartError(name, host, port, error.strerror or str(error)) from error
+
+
 class AppServer:
     """Serve ``app`` on ``host:port`` from a daemon thread until :meth:`stop`."""
 
@@ -38,8 +65,11 @@ class AppServer:
         port: int = 0,
         name: str = "server",
         start_timeout: float = 15.0,
+        setting: str = "",
     ) -> None:
         self.app, self.host, self.name, self.start_timeout = app, host, name, start_timeout
+        self.setting = setting
+        """What changes the port (``serving.port``, ``--port``), named if it is in use."""
         self.port = port or _free_port(host)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -49,6 +79,7 @@ class AppServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> Self:
+        check_listen(self.host, self.port, self.name, self.setting)
         config = uvicorn.Config(
             self.app, host=self.host, port=self.port, log_level="warning", access_log=False
         )
