@@ -208,7 +208,8 @@ def test_a_restart_keeps_the_alerts_and_their_for_clocks(
     tmp_path: Path, monitoring: OpenService
 ) -> None:
     nothing_listens = free_port()
-    settings = make_settings(tmp_path / "ws", nothing_listens)
+    # the clock is T0, weeks after the job really failed: keep it in the job metrics that long
+    settings = make_settings(tmp_path / "ws", nothing_listens, finished_jobs_ttl="400d")
     fail_a_job(settings)
     clock = Clock()
     first = monitoring(settings, clock=clock)
