@@ -185,12 +185,8 @@ def demo_settings(settings: Settings, port: int | None = None) -> Settings:
     # Quality needs feedback, which the demo does not send: skip its scoring. Half the 60
     # days a retrain takes are its gate window (15 days to choose the threshold, 15 to judge):
     # about a dozen labelled latency anomalies, not three.
-    # The demo's workload change moves a third of the hosts, which the fleet-wide rule sees in
-    # April. Judged one by one against v2's training window (March–April, half of it before the
-    # change for those hosts), they would stay "drifted" until that window has passed: the
-    # per-entity rule is left for more than half of the hosts here.
     controller = settings.controller.model_copy(
-        update={"models": (DEMO_MODEL,), "quality": False, "holdout": 0.5, "entity_fraction": 0.5}
+        update={"models": (DEMO_MODEL,), "quality": False, "holdout": 0.5}
     )
     return settings.model_copy(
         update={

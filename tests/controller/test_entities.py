@@ -141,3 +141,18 @@ def test_a_share_under_the_fraction_does_not_retrain(workspace: Workspace) -> No
     assert decision.action is Action.NO_DRIFT, decision.reasons
     assert "10 of 30 entities (33%) over kl 0.1, <= 50%" in decision.reasons[-1]
     assert len(decision.drifted_entities) == 10
+
+
+def test_a_host_is_judged_against_the_last_stretch_of_the_training_window() -> None:
+    from perfml.controller.loop import recent_part
+    from perfml.drift.windows import Window
+
+    day = 86_400_000
+    training = Window(0, 60 * day, "2024-01..2024-03")
+    month = Window(60 * day, 91 * day, "2024-03")
+    assert (recent_part(training, month).start, recent_part(training, month).end) == (
+        29 * day,
+        60 * day,
+    )
+    short = Window(40 * day, 60 * day, "short")
+    assert recent_part(short, month) == short  # shorter than the month: all of it

@@ -132,6 +132,17 @@ class NoModelsError(UsageError):
         )
 
 
+def recent_part(reference: Window, window: Window) -> Window:
+    """The last stretch of ``reference`` as long as ``window`` (all of it if shorter): what a
+    host is judged against one by one. A version's states follow each host's latest regime, so
+    a host whose workload changed inside the training window is judged against its new normal,
+    not against a mix of the old and the new that it would keep "drifting" from."""
+    length = window.end - window.start
+    if reference.end - reference.start <= length:
+        return reference
+    return Window(reference.end - length, reference.end, f"{reference.label} (last part)")
+
+
 def controlled_models(controller: ControllerSettings, serving: ServingSettings) -> list[str]:
     """The model names checked: ``controller.models``, else those ``serving.models`` serve."""
     chosen = controller.models or serving.models
@@ -261,8 +272,9 @@ class Controller:
                 f"fewer than {policy.min_points} points in {window.label} for {', '.join(short)}",
             )
         entities = entity_drift(
-            self.store, reference, window, production.features, method=policy.method,
-            threshold=policy.threshold, min_points=policy.min_entity_points,
+            self.store, recent_part(reference, window), window, production.features,
+            method=policy.method, threshold=policy.threshold,
+            min_points=policy.min_entity_points,
         )  # fmt: skip
         figures["entities"] = entity_figures(entities, policy.entity_fraction)
         share = share_summary(entities, policy.entity_fraction)
