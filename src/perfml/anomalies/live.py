@@ -175,9 +175,9 @@ class LiveScorer(Collector):
             return 0
         scored = 0
         with self._lock:
-            metric = points.column("metric")
+            metric = points.column("metric").cast(pa.string())
             for live in self.models.values():
-                mine = points.filter(pc.equal(metric.cast(pa.string()), live.metric))
+                mine = points.filter(pc.equal(metric, live.metric))
                 if mine.num_rows:
                     scored += score_points(live, mine, write=True)
         return scored
@@ -411,6 +411,7 @@ def score_points(live: LiveModel, points: pa.Table, write: bool) -> int:
     live.grow()
     order = np.lexsort((ts, rows))
     rows, ts, values = rows[order], ts[order], values[order]
+    names = np.asarray(entities, dtype=object)[order]  # the batch's own: O(points), not O(series)
     before = np.empty_like(ts)
     if len(ts):
         before[0] = live.last_ts[rows[0]]
@@ -420,7 +421,7 @@ def score_points(live: LiveModel, points: pa.Table, write: bool) -> int:
     fresh = ts > before
     # a repeated time within the batch: the first was kept, the next is not newer than it
     live.late += int((~fresh).sum())
-    rows, ts, values = rows[fresh], ts[fresh], values[fresh]
+    rows, ts, values, names = rows[fresh], ts[fresh], values[fresh], names[fresh]
     if not len(rows):
         return 0
     scores = live.states.step(rows, ts, values)
@@ -430,7 +431,6 @@ def score_points(live: LiveModel, points: pa.Table, write: bool) -> int:
     live.latest[rows] = scores
     live.scored += len(rows)
     live.last_point_ms = max(live.last_point_ms, int(ts.max()))
-    names = np.asarray(live.states.entities, dtype=object)
     now = int(time.time() * 1000)
     live.pending.append(
         pa.table(
@@ -438,7 +438,7 @@ def score_points(live: LiveModel, points: pa.Table, write: bool) -> int:
                 "model": pa.array([live.model] * len(rows), pa.string()),
                 "version": pa.array(np.full(len(rows), live.version.version, np.int32)),
                 "metric": pa.array([live.metric] * len(rows), pa.string()),
-                "entity": pa.array(names[rows].tolist(), pa.string()),
+                "entity": pa.array(names.tolist(), pa.string()),
                 "ts": pa.array(ts, pa.int64()),
                 "value": pa.array(values, pa.float64()),
                 "score": pa.array(scores, pa.float64()),
